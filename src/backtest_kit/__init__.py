@@ -1,0 +1,39 @@
+"""backtest-kit: one async get_signal, backtested, run live and compared."""
+
+from .candles import Candle, Candles
+from .config import get_config, get_default_config, set_config
+from .context import (format_price, format_quantity, get_average_price, get_candles, get_date,
+                      get_mode)
+from .errors import BacktestKitError, ConfigError, ContextError, ValidationError
+from .events import (listen_backtest_progress, listen_done_backtest, listen_done_backtest_once,
+                     listen_done_live, listen_done_live_once, listen_done_walker,
+                     listen_done_walker_once, listen_error, listen_exit, listen_partial_loss,
+                     listen_partial_loss_once, listen_partial_profit, listen_partial_profit_once,
+                     listen_performance, listen_risk, listen_risk_once, listen_signal,
+                     listen_signal_backtest, listen_signal_backtest_once, listen_signal_live,
+                     listen_signal_live_once, listen_signal_once, listen_validation,
+                     listen_walker, listen_walker_complete, listen_walker_once,
+                     listen_walker_progress)
+from .execution.backtest import Backtest
+from .execution.instance import InstanceStatus
+from .lifecycle import PartialEvent
+from .registry import (add_exchange, add_frame, add_risk, add_sizing, add_strategy, add_walker,
+                       list_exchanges, list_frames, list_risks, list_sizings, list_strategies,
+                       list_walkers)
+from .report.table import Column
+from .signal import (ActiveResult, CancelledResult, ClosedResult, IdleResult, OpenedResult, PnL,
+                     ScheduledResult, Signal, SignalRow, WaitingResult)
+from .stats import BacktestStatistics
+from ._logging import set_logger
+
+
+def reset() -> None:
+    """Forget every schema, listener, instance and config override (for tests and notebooks)."""
+    from . import config, events, registry
+    registry.reset()
+    events.reset()
+    config.reset_config()
+    Backtest._reset()
+
+
+__all__ = [name for name in dir() if not name.startswith("_")]

@@ -1,0 +1,16 @@
+"""The library logger: the standard logging logger "backtest_kit" unless set_logger replaces it."""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("backtest_kit")
+
+
+def set_logger(logger) -> None:
+    """Route library log messages to `logger` (anything with debug/info/warning/error methods)."""
+    global log
+    for name in ("debug", "info", "warning", "error"):
+        if not callable(getattr(logger, name, None)):
+            raise TypeError(f"set_logger: logger must have a callable {name}() method")
+    log = logger

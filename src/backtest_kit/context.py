@@ -1,0 +1,77 @@
+"""The execution context of strategy and exchange code (contextvars) and its helper functions."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Optional
+
+from ._time import CANDLE_INTERVALS, to_datetime
+from .errors import ContextError, ValidationError
+
+if TYPE_CHECKING:
+    from .candles import Candles
+    from .exchange import ExchangeClient
+
+
+@dataclass(slots=True)
+class ExecutionContext:
+    symbol: str
+    when: int  # epoch ms
+    backtest: bool
+    exchange: "ExchangeClient"
+    strategy_name: str = ""
+
+
+_current: ContextVar[Optional[ExecutionContext]] = ContextVar("backtest_kit_context", default=None)
+
+
+def current(helper: str) -> ExecutionContext:
+    ctx = _current.get()
+    if ctx is None:
+        raise ContextError(f"bk.{helper}() can only be called inside strategy or exchange code run by "
+                           "Backtest, Live or Walker (no execution context is active)")
+    return ctx
+
+
+def enter(ctx: ExecutionContext):
+    """Install ctx; returns the token for `leave`."""
+    return _current.set(ctx)
+
+
+def leave(token) -> None:
+    _current.reset(token)
+
+
+async def get_candles(symbol: str, interval: str, limit: int) -> "Candles":
+    """The `limit` most recent closed candles of `interval` at the current time (never a forming one)."""
+    ctx = current("get_candles")
+    if interval not in CANDLE_INTERVALS:
+        raise ValidationError(f"get_candles: unknown interval {interval!r}; use one of {', '.join(CANDLE_INTERVALS)}")
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ValidationError(f"get_candles: limit must be a positive integer, got {limit!r}")
+    return await ctx.exchange.window(symbol, interval, ctx.when, limit)
+
+
+async def get_average_price(symbol: str) -> float:
+    """VWAP of the last CC_AVG_PRICE_CANDLES_COUNT closed 1m candles."""
+    ctx = current("get_average_price")
+    return await ctx.exchange.average_price(symbol, ctx.when)
+
+
+async def format_price(symbol: str, price: float) -> str:
+    return await current("format_price").exchange.format_price(symbol, price)
+
+
+async def format_quantity(symbol: str, quantity: float) -> str:
+    return await current("format_quantity").exchange.format_quantity(symbol, quantity)
+
+
+def get_date() -> datetime:
+    """The execution time as a timezone-aware UTC datetime."""
+    return to_datetime(current("get_date").when)
+
+
+def get_mode() -> str:
+    return "backtest" if current("get_mode").backtest else "live"

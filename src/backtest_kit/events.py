@@ -1,0 +1,136 @@
+"""The event hub and every listen_* function.
+
+Listeners run in subscription order and are awaited (so each sees events in emission order);
+a listener's exception goes to listen_error and never reaches the engine (D8).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+from . import _logging
+
+TOPICS = (
+    "signal", "signal_live", "signal_backtest", "done_backtest", "done_live", "done_walker",
+    "error", "exit", "backtest_progress", "walker", "walker_progress", "walker_complete",
+    "performance", "partial_profit", "partial_loss", "risk", "validation",
+)
+
+
+class _Listener:
+    __slots__ = ("fn", "predicate", "once", "active")
+
+    def __init__(self, fn, predicate=None, once=False):
+        self.fn, self.predicate, self.once, self.active = fn, predicate, once, True
+
+
+class Hub:
+    """Topic -> listeners. The one piece of module-level state besides the registry."""
+
+    def __init__(self) -> None:
+        self._topics: dict[str, list[_Listener]] = {t: [] for t in TOPICS}
+
+    def has(self, topic: str) -> bool:
+        return bool(self._topics[topic])
+
+    def subscribe(self, topic: str, fn: Callable, predicate: Callable | None = None,
+                  once: bool = False) -> Callable[[], None]:
+        if not callable(fn):
+            raise TypeError(f"listen_{topic}: listener must be callable, got {type(fn).__name__}")
+        listener = _Listener(fn, predicate, once)
+        self._topics[topic].append(listener)
+
+        def unsubscribe() -> None:
+            listener.active = False
+            try:
+                self._topics[topic].remove(listener)
+            except ValueError:
+                pass
+
+        return unsubscribe
+
+    async def emit(self, topic: str, payload: Any) -> None:
+        listeners = self._topics[topic]
+        if not listeners:
+            return
+        for listener in list(listeners):
+            if not listener.active:
+                continue
+            try:
+                if listener.predicate is not None and not listener.predicate(payload):
+                    continue
+                if listener.once:
+                    listener.active = False
+                    listeners.remove(listener)
+                result = listener.fn(payload)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as e:  # noqa: BLE001 - D8: a listener never breaks the run
+                await self.report(e, topic)
+
+    async def report(self, error: BaseException, where: str = "") -> None:
+        """Send a recoverable error to listen_error (errors of error listeners are only logged)."""
+        _logging.log.warning("%s%s", f"[{where}] " if where else "", error)
+        if where == "error":
+            return
+        await self.emit("error", error)
+
+    def reset(self) -> None:
+        for listeners in self._topics.values():
+            for listener in listeners:
+                listener.active = False
+            listeners.clear()
+
+
+hub = Hub()
+
+
+def reset() -> None:
+    """Drop every listener (for tests)."""
+    hub.reset()
+
+
+def _listen(topic: str):
+    def listen(fn: Callable) -> Callable[[], None]:
+        return hub.subscribe(topic, fn)
+    listen.__name__ = f"listen_{topic}"
+    listen.__doc__ = f"Call fn(event) for every {topic.replace('_', ' ')} event; returns unsubscribe()."
+    return listen
+
+
+def _listen_once(topic: str):
+    def listen_once(predicate: Callable[[Any], bool], fn: Callable) -> Callable[[], None]:
+        return hub.subscribe(topic, fn, predicate, once=True)
+    listen_once.__name__ = f"listen_{topic}_once"
+    listen_once.__doc__ = f"Call fn once for the first {topic.replace('_', ' ')} event matching predicate."
+    return listen_once
+
+
+listen_signal = _listen("signal")
+listen_signal_once = _listen_once("signal")
+listen_signal_live = _listen("signal_live")
+listen_signal_live_once = _listen_once("signal_live")
+listen_signal_backtest = _listen("signal_backtest")
+listen_signal_backtest_once = _listen_once("signal_backtest")
+listen_done_backtest = _listen("done_backtest")
+listen_done_backtest_once = _listen_once("done_backtest")
+listen_done_live = _listen("done_live")
+listen_done_live_once = _listen_once("done_live")
+listen_done_walker = _listen("done_walker")
+listen_done_walker_once = _listen_once("done_walker")
+listen_error = _listen("error")
+listen_exit = _listen("exit")
+listen_backtest_progress = _listen("backtest_progress")
+listen_walker = _listen("walker")
+listen_walker_once = _listen_once("walker")
+listen_walker_progress = _listen("walker_progress")
+listen_walker_complete = _listen("walker_complete")
+listen_performance = _listen("performance")
+listen_partial_profit = _listen("partial_profit")
+listen_partial_profit_once = _listen_once("partial_profit")
+listen_partial_loss = _listen("partial_loss")
+listen_partial_loss_once = _listen_once("partial_loss")
+listen_risk = _listen("risk")
+listen_risk_once = _listen_once("risk")
+listen_validation = _listen("validation")

@@ -1,0 +1,197 @@
+"""Candle fetching: retries, batch validation and, in backtests, a per-(symbol, interval) cache.
+
+Backtests fetch large chunks once and slice them; the time windows handed to strategies are
+the same as if every request went to the exchange (D1: only closed candles are visible).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from typing import Awaitable, Callable, Optional
+
+import numpy as np
+
+from ._time import MINUTE_MS, interval_ms, iso, to_datetime
+from .candles import Candles, check_batch, rolling_vwap, to_candles, vwap
+from .config import cfg
+from .errors import CandleError
+from .schema import ExchangeSchema, callback
+
+CHUNK = 20_000  # candles per cache fill; exchanges that return fewer are asked again
+
+
+async def maybe_await(value):
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+class _Series:
+    """Cached candles of one (symbol, interval) covering [lo, hi) in time."""
+
+    __slots__ = ("c", "lo", "hi", "_vwap", "_vwap_n")
+
+    def __init__(self) -> None:
+        self.c = Candles.empty()
+        self.lo = self.hi = 0
+        self._vwap = None
+        self._vwap_n = 0
+
+    def add(self, c: Candles, lo: int, hi: int) -> None:
+        if not len(self.c) and self.lo == self.hi:
+            self.c, self.lo, self.hi = c, lo, hi
+        else:
+            parts = []
+            if lo < self.lo:
+                parts.append(c[: int(np.searchsorted(c.timestamp, self.lo))])
+            parts.append(self.c)
+            if hi > self.hi:
+                parts.append(c[int(np.searchsorted(c.timestamp, self.hi)):])
+            self.c = Candles(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                               ("timestamp", "open", "high", "low", "close", "volume")))
+            self.lo, self.hi = min(lo, self.lo), max(hi, self.hi)
+        self._vwap = None
+
+    def vwap_array(self, n: int) -> np.ndarray:
+        if self._vwap is None or self._vwap_n != n:
+            self._vwap, self._vwap_n = rolling_vwap(self.c, n), n
+        return self._vwap
+
+
+class ExchangeClient:
+    """One exchange as seen by one run. `backtest=True` enables the chunk cache."""
+
+    def __init__(self, schema: ExchangeSchema, *, backtest: bool,
+                 sleep: Callable[[float], Awaitable] = asyncio.sleep,
+                 now_ms: Callable[[], int] = lambda: int(time.time() * 1000)):
+        self.schema = schema
+        self.name = schema.exchange_name
+        self.backtest = backtest
+        self._sleep = sleep
+        self._now_ms = now_ms
+        self._series: dict[tuple[str, str], _Series] = {}
+        self._on_candle_data = callback(schema.callbacks, "on_candle_data")
+
+    # --- raw fetch ---------------------------------------------------------------------
+
+    async def fetch(self, symbol: str, interval: str, since: int, limit: int) -> Candles:
+        """Ask the exchange once per attempt; validate; retry; raise CandleError naming the call."""
+        attempts = cfg.CC_GET_CANDLES_RETRY_COUNT
+        last: Optional[BaseException] = None
+        for attempt in range(attempts):
+            try:
+                raw = await maybe_await(self.schema.get_candles(symbol, interval, to_datetime(since), limit))
+                c = check_batch(to_candles(raw), median_min=cfg.CC_GET_CANDLES_MIN_CANDLES_FOR_MEDIAN,
+                                anomaly_factor=cfg.CC_GET_CANDLES_PRICE_ANOMALY_THRESHOLD_FACTOR)
+                if len(c) and c.timestamp[0] < since:
+                    c = c[int(np.searchsorted(c.timestamp, since)):]
+                if self._on_candle_data is not None:
+                    await maybe_await(self._on_candle_data(symbol, interval, to_datetime(since), limit, c))
+                return c
+            except Exception as e:  # noqa: BLE001 - any exchange failure is retried
+                last = e
+                if attempt + 1 < attempts:
+                    await self._sleep(cfg.CC_GET_CANDLES_RETRY_DELAY_MS / 1000)
+        raise CandleError(
+            f"exchange {self.name!r}: get_candles(symbol={symbol!r}, interval={interval!r}, "
+            f"since={iso(since)}, limit={limit}) failed after {attempts} attempt(s): {last}") from last
+
+    # --- time windows ------------------------------------------------------------------
+
+    async def range(self, symbol: str, interval: str, start: int, end: int) -> Candles:
+        """Candles with start <= open time < end (cached in backtests)."""
+        step = interval_ms(interval)
+        if end <= start:
+            return Candles.empty()
+        if not self.backtest:
+            c = await self.fetch(symbol, interval, start, -(-(end - start) // step))
+            return c[: int(np.searchsorted(c.timestamp, end))]
+        s = await self._covered(symbol, interval, start, end)
+        ts = s.c.timestamp
+        return s.c[int(np.searchsorted(ts, start)): int(np.searchsorted(ts, end))]
+
+    async def _covered(self, symbol: str, interval: str, start: int, end: int) -> _Series:
+        s = self._series.get((symbol, interval))
+        if s is None:
+            s = self._series[(symbol, interval)] = _Series()
+        step = interval_ms(interval)
+        # Never cache candles that have not closed yet (wall clock), so a backtest up to "now"
+        # cannot see a forming candle.
+        horizon = (self._now_ms() // step) * step
+        end = min(end, max(start, horizon))
+        if s.lo == s.hi:
+            await self._fill(s, symbol, interval, start, end, step)
+        if start < s.lo:
+            await self._fill(s, symbol, interval, start, s.lo, step, exact=True)
+        while end > s.hi:
+            await self._fill(s, symbol, interval, s.hi, end, step)
+        return s
+
+    async def _fill(self, s: _Series, symbol, interval, start, end, step, exact=False) -> None:
+        """Fetch [start, end) (a whole chunk unless `exact`) and record what it covers."""
+        if exact:  # backward extension: page until the gap before the cache is closed
+            got, at = [], start
+            while at < end:
+                c = await self.fetch(symbol, interval, at, -(-(end - at) // step))
+                c = c[: int(np.searchsorted(c.timestamp, end))]
+                if not len(c):
+                    break
+                got.append(c)
+                at = int(c.timestamp[-1]) + step
+            c = got[0] if len(got) == 1 else Candles(*(
+                np.concatenate([getattr(p, f) for p in got]) if got else getattr(Candles.empty(), f)
+                for f in ("timestamp", "open", "high", "low", "close", "volume")))
+            s.add(c, start, end)
+            return
+        horizon = (self._now_ms() // step) * step
+        limit = max(-(-(end - start) // step), min(CHUNK, max(1, (horizon - start) // step)))
+        c = await self.fetch(symbol, interval, start, limit)
+        # A short page may be an exchange's own cap: cover only what came back and ask again.
+        s.add(c, start, int(c.timestamp[-1]) + step if len(c) else start + limit * step)
+
+    async def window(self, symbol: str, interval: str, when: int, limit: int) -> Candles:
+        """The `limit` closed candles before `when` (D1): [aligned - limit*step, aligned)."""
+        step = interval_ms(interval)
+        aligned = when // step * step
+        return await self.range(symbol, interval, aligned - limit * step, aligned)
+
+    async def average_price(self, symbol: str, when: int) -> float:
+        """VWAP of the last CC_AVG_PRICE_CANDLES_COUNT closed 1m candles at `when`."""
+        n = cfg.CC_AVG_PRICE_CANDLES_COUNT
+        aligned = when // MINUTE_MS * MINUTE_MS
+        start = aligned - n * MINUTE_MS
+        if self.backtest:
+            s = await self._covered(symbol, "1m", start, aligned)
+            ts = s.c.timestamp
+            lo = int(np.searchsorted(ts, start))
+            hi = int(np.searchsorted(ts, aligned))
+            if hi - lo == n:
+                return float(s.vwap_array(n)[hi - 1])
+            c = s.c[lo:hi]
+        else:
+            c = await self.range(symbol, "1m", start, aligned)
+        if not len(c):
+            raise CandleError(f"exchange {self.name!r}: no closed 1m candles for {symbol} "
+                              f"before {iso(when)} to price it (window {iso(start)} .. {iso(aligned)})")
+        return vwap(c)
+
+    async def minute_series(self, symbol: str, start: int, end: int) -> tuple[Candles, np.ndarray]:
+        """1m candles in [start, end) plus their rolling VWAP (for the backtest fast path)."""
+        n = cfg.CC_AVG_PRICE_CANDLES_COUNT
+        s = await self._covered(symbol, "1m", start, end)
+        ts = s.c.timestamp
+        lo, hi = int(np.searchsorted(ts, start)), int(np.searchsorted(ts, end))
+        c = s.c[lo:hi]
+        if len(c) and int(c.timestamp[-1]) - int(c.timestamp[0]) == (len(c) - 1) * MINUTE_MS:
+            return c, s.vwap_array(n)[lo:hi]  # contiguous: the cached rolling VWAP applies
+        return c, rolling_vwap(c, n)
+
+    async def format_price(self, symbol: str, price: float) -> str:
+        fn = self.schema.format_price
+        return str(price) if fn is None else str(await maybe_await(fn(symbol, price)))
+
+    async def format_quantity(self, symbol: str, quantity: float) -> str:
+        fn = self.schema.format_quantity
+        return str(quantity) if fn is None else str(await maybe_await(fn(symbol, quantity)))

@@ -1,0 +1,230 @@
+"""Backtest: walk a frame's timeframes, tick the strategy, and let the fast path run each
+signal to its end on 1m candles."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator, Optional
+
+import numpy as np
+
+from .. import registry
+from .._time import MINUTE_MS, to_datetime
+from ..events import hub
+from ..exchange import ExchangeClient, maybe_await
+from ..frames import timeframes
+from ..lifecycle import StrategyState
+from ..report.backtest import render_backtest_report, write_report
+from ..scan import resolve
+from ..schema import callback
+from ..signal import CancelledResult, ClosedResult
+from ..stats import BacktestStatistics, backtest_statistics
+from .instance import Instance, InstanceStatus, Registry, start_background
+
+
+@dataclass(slots=True)
+class ProgressEvent:
+    """Payload of listen_backtest_progress (coalesced to at most one per percent + the final)."""
+
+    exchange_name: str
+    strategy_name: str
+    symbol: str
+    total_frames: int
+    processed_frames: int
+    progress: float
+
+
+@dataclass(slots=True)
+class PerformanceEvent:
+    """Payload of listen_performance: one timing sample."""
+
+    timestamp: float
+    previous_timestamp: Optional[float]
+    metric_type: str
+    duration: float
+    strategy_name: str
+    exchange_name: str
+    symbol: str
+    backtest: bool
+
+
+@dataclass(slots=True)
+class DoneEvent:
+    exchange_name: str
+    strategy_name: str
+    backtest: bool
+    symbol: str
+
+
+class _Timer:
+    """Emits performance samples only when someone listens."""
+
+    def __init__(self, symbol: str, strategy: str, exchange: str, backtest: bool):
+        self.on = hub.has("performance")
+        self.meta = (strategy, exchange, symbol, backtest)
+        self.previous: Optional[float] = None
+
+    async def sample(self, metric: str, started: float) -> None:
+        if not self.on:
+            return
+        now = time.time() * 1000
+        event = PerformanceEvent(now, self.previous, metric, (time.perf_counter() - started) * 1000, *self.meta)
+        self.previous = now
+        await hub.emit("performance", event)
+
+
+async def run_frames(inst: Instance, symbol: str, strategy_name: str, exchange_name: str,
+                     frame_name: str) -> AsyncIterator[ClosedResult | CancelledResult]:
+    """The backtest generator: yields every closed and cancelled result in time order."""
+    strategy = registry.get_strategy(strategy_name, "Backtest.run")
+    frame = registry.get_frame(frame_name, "Backtest.run")
+    exchange = ExchangeClient(registry.get_exchange(exchange_name, "Backtest.run"), backtest=True)
+    state = StrategyState(strategy, exchange, symbol, backtest=True, record=inst.record)
+    inst.state = state
+    if inst._is_stopped:
+        state.stopped = True
+    frames = timeframes(frame.start_ms, frame.end_ms, frame.interval)
+    on_timeframe = callback(frame.callbacks, "on_timeframe")
+    if on_timeframe is not None:
+        await maybe_await(on_timeframe([to_datetime(int(t)) for t in frames], frame.start_date,
+                                       frame.end_date, frame.interval))
+    n = len(frames)
+    timer = _Timer(symbol, strategy_name, exchange_name, True)
+    run_started = time.perf_counter()
+    progress_on = hub.has("backtest_progress")
+    last_pct = -1
+    step = state.interval_ms
+    i = 0
+    while i < n:
+        when = int(frames[i])
+        if progress_on and i * 100 // n > last_pct:
+            last_pct = i * 100 // n
+            await hub.emit("backtest_progress", ProgressEvent(exchange_name, strategy_name, symbol, n, i, i / n))
+        if state.pending is None and state.scheduled is None:
+            if state.stopped:
+                break
+            if not state.may_ask(when) and not state.observes_ticks:
+                # Nothing open, nothing waiting, get_signal throttled: skip to the next bucket.
+                i = int(np.searchsorted(frames, (when // step + 1) * step))
+                continue
+        frame_started = time.perf_counter()
+        try:
+            result = await state.tick(when)
+        except Exception as e:  # noqa: BLE001 - a failed frame is reported and skipped
+            await hub.report(e, f"Backtest {symbol} {strategy_name} at {to_datetime(when).isoformat()}")
+            i += 1
+            continue
+        outcome = None
+        if result.action in ("opened", "scheduled"):
+            signal_started = time.perf_counter()
+            try:
+                _, outcome = await resolve(state, when)
+            except Exception as e:  # noqa: BLE001 - the signal stays; later ticks watch it
+                await hub.report(e, f"Backtest {symbol} {strategy_name} fast path")
+            await timer.sample("backtest_signal", signal_started)
+        elif result.action in ("closed", "cancelled"):
+            outcome = result  # D20: tick-level closes are yielded too
+        await timer.sample("backtest_timeframe", frame_started)
+        if outcome is not None:
+            yield outcome
+            # D3: resume at the first frame at or after close + 1 minute.
+            i = int(np.searchsorted(frames, outcome.close_timestamp + MINUTE_MS))
+            continue
+        if result.action == "idle" and state.stopped:
+            break
+        i += 1
+    if progress_on:
+        await hub.emit("backtest_progress", ProgressEvent(exchange_name, strategy_name, symbol, n, n, 1.0))
+    await timer.sample("backtest_total", run_started)
+
+
+class BacktestUtils:
+    """`bk.Backtest`: run strategies over historical frames and report on them."""
+
+    def __init__(self) -> None:
+        self._registry = Registry()
+
+    def _validate(self, strategy_name: str, exchange_name: str, frame_name: str, source: str) -> None:
+        registry.validate_strategy_refs(strategy_name, source)
+        registry.get_exchange(exchange_name, source)
+        registry.get_frame(frame_name, source)
+
+    def run(self, symbol: str, *, strategy_name: str, exchange_name: str,
+            frame_name: str) -> AsyncIterator[ClosedResult | CancelledResult]:
+        """Backtest `strategy_name` on `symbol`; yields closed and cancelled results."""
+        self._validate(strategy_name, exchange_name, frame_name, "Backtest.run")
+        inst = self._registry.get(symbol, strategy_name)
+        return self._run(inst, symbol, strategy_name, exchange_name, frame_name)
+
+    async def _run(self, inst, symbol, strategy_name, exchange_name, frame_name):
+        inst.begin()
+        try:
+            async for result in run_frames(inst, symbol, strategy_name, exchange_name, frame_name):
+                yield result
+        finally:
+            inst.end()
+
+    def background(self, symbol: str, *, strategy_name: str, exchange_name: str,
+                   frame_name: str):
+        """Run the backtest without yielding; returns cancel() at once."""
+        self._validate(strategy_name, exchange_name, frame_name, "Backtest.background")
+        inst = self._registry.get(symbol, strategy_name)
+        if inst.status == "running":
+            raise_already_running("Backtest", symbol, strategy_name)
+        done = DoneEvent(exchange_name, strategy_name, True, symbol)
+        sent = []
+
+        async def emit_done():
+            if not sent:
+                sent.append(True)
+                await hub.emit("done_backtest", done)
+
+        async def work():
+            try:
+                async for _ in self._run(inst, symbol, strategy_name, exchange_name, frame_name):
+                    pass
+            finally:
+                await emit_done()
+
+        return start_background(work, inst.stop)
+
+    async def stop(self, symbol: str, strategy_name: str) -> None:
+        """No new signals; a waiting order is dropped; an open position runs to its end."""
+        registry.validate_strategy_refs(strategy_name, "Backtest.stop")
+        self._registry.get(symbol, strategy_name).stop()
+
+    async def get_data(self, symbol: str, strategy_name: str) -> BacktestStatistics:
+        registry.validate_strategy_refs(strategy_name, "Backtest.get_data")
+        return backtest_statistics(self._registry.get(symbol, strategy_name).closed)
+
+    async def get_report(self, symbol: str, strategy_name: str, columns=None) -> str:
+        registry.validate_strategy_refs(strategy_name, "Backtest.get_report")
+        stats = backtest_statistics(self._registry.get(symbol, strategy_name).closed)
+        return await render_backtest_report(symbol, strategy_name, stats, columns)
+
+    async def dump(self, symbol: str, strategy_name: str, path: str | None = None, columns=None) -> str:
+        """Write the report; `path` is a directory (default ./dump/backtest) or a .md file."""
+        text = await self.get_report(symbol, strategy_name, columns)
+        return await write_report(report_path(path, "backtest", strategy_name), text)
+
+    async def list(self) -> list[InstanceStatus]:
+        return self._registry.statuses()
+
+    def _reset(self) -> None:
+        self._registry.clear()
+
+
+def report_path(path: str | None, kind: str, name: str) -> str:
+    if path is None:
+        path = os.path.join(".", "dump", kind)
+    return path if path.endswith(".md") else os.path.join(path, f"{name}.md")
+
+
+def raise_already_running(kind: str, symbol: str, name: str):
+    from ..errors import BacktestKitError
+    raise BacktestKitError(f"{kind}.background is already running for symbol={symbol} name={name}")
+
+
+Backtest = BacktestUtils()

@@ -1,0 +1,140 @@
+"""Instance/Utils machinery shared by Backtest, Live and Walker: memoised instances, a
+single-run task per instance, and background runs with or without a running event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Optional
+
+from ..errors import BacktestKitError
+from ..events import hub
+
+
+@dataclass(slots=True)
+class InstanceStatus:
+    id: str
+    symbol: str
+    strategy_name: str
+    status: str  # "idle" | "running" | "done"
+
+
+class Instance:
+    """One (symbol, name) of an execution class, with its own results and run flags."""
+
+    def __init__(self, symbol: str, name: str):
+        self.id = uuid.uuid4().hex
+        self.symbol = symbol
+        self.name = name
+        self._is_stopped = False
+        self._is_done = False
+        self._running = False
+        self.state = None           # the StrategyState of the current / last run
+        self.results: list = []     # closed and cancelled results of the last run
+        self.events: list = []      # every recorded tick result of the last run
+
+    @property
+    def status(self) -> str:
+        if self._running:
+            return "running"
+        return "done" if self._is_done else "idle"
+
+    def begin(self) -> None:
+        """Start a run: fresh flags and records (a failed run may be started again, D9)."""
+        if self._running:
+            raise BacktestKitError(f"{self.name} on {self.symbol} is already running "
+                                   f"(instance {self.id}); stop it or wait for it to finish")
+        self._running = True
+        self._is_stopped = False
+        self._is_done = False
+        self.results = []
+        self.events = []
+
+    def end(self) -> None:
+        self._running = False
+        self._is_done = True
+
+    def record(self, result) -> None:
+        self.events.append(result)
+        if result.action in ("closed", "cancelled"):
+            self.results.append(result)
+
+    @property
+    def closed(self) -> list:
+        return [r for r in self.results if r.action == "closed"]
+
+    def stop(self) -> None:
+        self._is_stopped = True
+        if self.state is not None:
+            self.state.stopped = True
+
+
+class Registry:
+    """Memoised instances of one execution class, keyed by (symbol, name)."""
+
+    def __init__(self) -> None:
+        self._instances: dict[tuple[str, str], Instance] = {}
+
+    def get(self, symbol: str, name: str) -> Instance:
+        key = (symbol, name)
+        inst = self._instances.get(key)
+        if inst is None:
+            inst = self._instances[key] = Instance(symbol, name)
+        return inst
+
+    def statuses(self) -> list[InstanceStatus]:
+        return [InstanceStatus(i.id, i.symbol, i.name, i.status) for i in self._instances.values()]
+
+    def clear(self) -> None:
+        self._instances.clear()
+
+
+def start_background(work: Callable[[], Awaitable[None]], on_cancel: Callable[[], None]) -> Callable[[], None]:
+    """Run `work()` in the running loop, or in a thread with its own loop when there is none.
+
+    Errors go to listen_exit. Returns cancel(), which calls on_cancel (the graceful stop).
+    """
+
+    async def guarded() -> None:
+        try:
+            await work()
+        except Exception as e:  # noqa: BLE001 - a background failure is reported, never lost
+            await hub.emit("exit", e)
+
+    try:
+        loop: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is not None:
+        task = loop.create_task(guarded())
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+    else:
+        thread = threading.Thread(target=lambda: asyncio.run(guarded()), daemon=True,
+                                  name="backtest-kit-background")
+        thread.start()
+        _THREADS.append(thread)
+
+    def cancel() -> None:
+        on_cancel()
+
+    return cancel
+
+
+# Strong references so background tasks are not garbage-collected mid-run.
+_BACKGROUND: set = set()
+_THREADS: list = []
+
+
+def wait_background_threads(timeout: float | None = None) -> None:
+    """Join background threads started without an event loop (useful in scripts and tests)."""
+    for t in list(_THREADS):
+        t.join(timeout)
+        if not t.is_alive():
+            _THREADS.remove(t)
+
+
+def columns_arg(columns: Any) -> Any:
+    return list(columns) if columns is not None else None

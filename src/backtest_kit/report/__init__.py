@@ -1,0 +1,1 @@
+"""Markdown reports: the shared table renderer and the per-report documents."""

@@ -1,0 +1,111 @@
+"""The backtest report: default closed-trade columns, the markdown document and atomic file writing."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import uuid
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ..config import cfg
+from ..signal import ClosedResult, plain_note
+from ..stats import BacktestStatistics
+from .table import Column, fmt_num, fmt_pct, fmt_price, fmt_time, render_table
+
+
+def _duration_min(r: ClosedResult) -> str:
+    """Whole minutes from open to close, rounded half up like JavaScript's Math.round."""
+    return str(math.floor((r.close_timestamp - r.signal.pending_at) / 60_000 + 0.5))
+
+
+def backtest_columns() -> list[Column]:
+    """The default columns of a backtest report (rows are ClosedResult)."""
+    return [
+        Column("signal_id", "Signal ID", lambda r: r.signal.id),
+        Column("symbol", "Symbol", lambda r: r.signal.symbol),
+        Column("position", "Position", lambda r: r.signal.position.upper()),
+        Column("note", "Note", lambda r: plain_note(r.signal.note) or "N/A",
+               lambda: cfg.CC_REPORT_SHOW_SIGNAL_NOTE),
+        Column("open_price", "Open Price", lambda r: fmt_price(r.signal.price_open)),
+        Column("take_profit", "Take Profit", lambda r: fmt_price(r.signal.price_take_profit)),
+        Column("stop_loss", "Stop Loss", lambda r: fmt_price(r.signal.price_stop_loss)),
+        Column("close_price", "Close Price", lambda r: fmt_price(r.current_price)),
+        Column("pnl", "PNL (net)", lambda r: fmt_pct(r.pnl.pnl_percentage)),
+        Column("close_reason", "Close Reason", lambda r: r.close_reason),
+        Column("open_time", "Open Time", lambda r: fmt_time(r.signal.pending_at)),
+        Column("close_time", "Close Time", lambda r: fmt_time(r.close_timestamp)),
+        Column("duration", "Duration (min)", _duration_min),
+    ]
+
+
+def _better(text: str, hint: str) -> str:
+    """`text (hint is better)`, or "N/A" when the value is undefined."""
+    return text if text == "N/A" else f"{text} ({hint} is better)"
+
+
+def _unit(x: Optional[float], digits: int, unit: str) -> str:
+    """Fixed-point text followed by a unit, or "N/A"."""
+    text = fmt_num(x, digits)
+    return text if text == "N/A" else f"{text}{unit}"
+
+
+def _summary(s: BacktestStatistics) -> list[str]:
+    """The bold statistics lines under the table."""
+    win_rate = _unit(s.win_rate, 2, f"% ({s.win_count}W / {s.loss_count}L)")
+    return [
+        f"**Total signals:** {s.total_signals}",
+        f"**Closed signals:** {s.total_signals}",
+        f"**Win rate:** {_better(win_rate, 'higher')}",
+        f"**Average PNL:** {_better(fmt_pct(s.avg_pnl), 'higher')}",
+        f"**Total PNL:** {_better(fmt_pct(s.total_pnl), 'higher')}",
+        f"**Standard Deviation:** {_better(_unit(s.std_dev, 3, '%'), 'lower')}",
+        f"**Sharpe Ratio:** {_better(fmt_num(s.sharpe_ratio, 3), 'higher')}",
+        f"**Annualized Sharpe Ratio:** {_better(fmt_num(s.annualized_sharpe_ratio, 3), 'higher')}",
+        f"**Certainty Ratio:** {_better(fmt_num(s.certainty_ratio, 3), 'higher')}",
+        f"**Expected Yearly Returns:** {_better(fmt_pct(s.expected_yearly_returns), 'higher')}",
+        f"**Max Drawdown:** {_better(_unit(s.max_drawdown, 2, '%'), 'lower')}",
+        f"**Profit Factor:** {_better(fmt_num(s.profit_factor, 3), 'higher')}",
+        f"**Average Duration:** {_unit(s.avg_duration_minutes, 1, ' min')}",
+    ]
+
+
+async def render_backtest_report(symbol: str, strategy_name: str, stats: BacktestStatistics,
+                                 columns: Optional[Sequence[Column]] = None,
+                                 max_rows: Optional[int] = None) -> str:
+    """Markdown report of a backtest: title, symbol, trade table (close order) and statistics."""
+    title = f"# Backtest Report: {strategy_name}"
+    if not stats.total_signals:
+        return f"{title}\n\nNo signals closed yet."
+    if max_rows is not None and max_rows < 0:
+        raise ValueError(f"max_rows must be >= 0 or None, got {max_rows!r}")
+    rows = stats.signal_list
+    hidden = 0 if max_rows is None else max(0, len(rows) - max_rows)
+    if hidden:
+        rows = rows[:max_rows]
+    table = await render_table(rows, backtest_columns() if columns is None else columns)
+    parts = [title, f"**Symbol:** {symbol}"] + ([table] if table else [])
+    if hidden:
+        parts.append(f"… and {hidden} more trades (see get_data for all)")
+    return "\n\n".join(parts + _summary(stats))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write text to a temporary file beside path, then rename it over path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+async def write_report(path: str | os.PathLike[str], text: str) -> str:
+    """Create the parent directories, write text as UTF-8 atomically and return the absolute path."""
+    target = Path(path).absolute()
+    await asyncio.to_thread(_write_atomic, target, text)
+    return str(target)

@@ -1,0 +1,111 @@
+"""The backtest fast path: after a tick opens a position or places a limit order, scan 1m
+candle arrays with numpy for the fill, take-profit, stop-loss, expiry or timeout."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from ._time import MINUTE_MS
+from .candles import Candles, vwap
+from .config import cfg
+from .context import ExecutionContext, enter, leave
+from .lifecycle import StrategyState
+from .signal import CancelledResult, ClosedResult
+
+
+def _first(mask: np.ndarray) -> int:
+    """Index of the first True, or -1."""
+    i = int(mask.argmax()) if len(mask) else 0
+    return i if len(mask) and mask[i] else -1
+
+
+def _price_at_end(c: Candles, v: np.ndarray) -> float:
+    """VWAP of the last CC_AVG_PRICE_CANDLES_COUNT candles (fewer when that is all there is)."""
+    n = cfg.CC_AVG_PRICE_CANDLES_COUNT
+    return float(v[-1]) if len(c) >= n and np.isfinite(v[-1]) else vwap(c[-n:])
+
+
+async def resolve(state: StrategyState, when: int) -> tuple[bool, Optional[ClosedResult | CancelledResult]]:
+    """Run the signal the tick at `when` opened or placed to its end on 1m candles.
+
+    Returns (scanned, result): scanned is False when no candles came back (the signal is then
+    left to tick-by-tick checks); result is None when a limit order is still waiting at the
+    end of the data (D6).
+    """
+    n = cfg.CC_AVG_PRICE_CANDLES_COUNT
+    start = when - (n - 1) * MINUTE_MS
+    if state.scheduled is not None:
+        row = state.scheduled
+        count = n - 1 + cfg.CC_SCHEDULE_AWAIT_MINUTES + row.minute_estimated_time + 1
+    else:
+        row = state.pending
+        count = row.minute_estimated_time + n  # D15: the full lifetime
+    c, v = await state.exchange.minute_series(state.symbol, start, start + count * MINUTE_MS)
+    if not len(c):
+        return False, None
+    ts = c.timestamp
+    k0 = int(np.searchsorted(ts, when))  # checks start at the candle that opens at `when`
+    token = enter(ExecutionContext(state.symbol, when, True, state.exchange, state.strategy_name))
+    try:
+        if state.scheduled is not None:
+            k = await _scan_waiting(state, c, v, k0)
+            if k is None:
+                return True, None
+            if isinstance(k, CancelledResult):
+                return True, k
+            k0 = k + 1  # D2: the fill candle's successors are checked
+        return True, await _scan_open(state, c, v, k0)
+    finally:
+        leave(token)
+
+
+async def _scan_waiting(state: StrategyState, c: Candles, v: np.ndarray, k0: int):
+    """Cancelled result, the index of the fill candle, or None when data ends first."""
+    row = state.scheduled
+    ts = c.timestamp[k0:]
+    timeout = ts - row.scheduled_at >= cfg.CC_SCHEDULE_AWAIT_MINUTES * MINUTE_MS
+    if row.position == "long":
+        stop = c.low[k0:] <= row.price_stop_loss
+        fill = c.low[k0:] <= row.price_open
+    else:
+        stop = c.high[k0:] >= row.price_stop_loss
+        fill = c.high[k0:] >= row.price_open
+    i = _first(timeout | stop | fill)
+    if i < 0:
+        return None
+    k = k0 + i
+    when = int(c.timestamp[k])
+    if timeout[i] or stop[i]:  # the timeout, then the stop, beat a fill on the same candle
+        return await state.cancel(float(v[k]) if np.isfinite(v[k]) else vwap(c[: k + 1][-cfg.CC_AVG_PRICE_CANDLES_COUNT:]), when)
+    await state.open(row, when)  # D5: the fill is an `opened` event
+    return k
+
+
+async def _scan_open(state: StrategyState, c: Candles, v: np.ndarray, k0: int) -> ClosedResult:
+    row = state.pending
+    ts = c.timestamp[k0:]
+    expired = ts - row.pending_at >= row.minute_estimated_time * MINUTE_MS
+    if row.position == "long":
+        tp = c.high[k0:] >= row.price_take_profit
+        sl = c.low[k0:] <= row.price_stop_loss
+    else:
+        tp = c.low[k0:] <= row.price_take_profit
+        sl = c.high[k0:] >= row.price_stop_loss
+    i = _first(expired | tp | sl)
+    end = k0 + i if i >= 0 else len(c)
+    if state.observes_progress:
+        for k in range(k0, end):
+            if np.isfinite(v[k]):
+                await state.progress(float(v[k]), int(c.timestamp[k]))
+    if i < 0:  # candles ran out: expire at the last candle
+        return await state.close("time_expired", _price_at_end(c, v), int(c.timestamp[-1]))
+    k = k0 + i
+    when = int(c.timestamp[k])
+    if expired[i]:
+        price = float(v[k]) if np.isfinite(v[k]) else vwap(c[: k + 1][-cfg.CC_AVG_PRICE_CANDLES_COUNT:])
+        return await state.close("time_expired", price, when)
+    if tp[i]:  # TP wins when one candle reaches both
+        return await state.close("take_profit", row.price_take_profit, when)
+    return await state.close("stop_loss", row.price_stop_loss, when)

@@ -1,0 +1,99 @@
+"""Statistics over the closed trades of a run: one pure function."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+from .signal import ClosedResult
+
+DAY_MS = 86_400_000
+STD_EPSILON = 1e-12  # D13: below this a standard deviation is float noise, not dispersion
+
+
+@dataclass(slots=True)
+class BacktestStatistics:
+    signal_list: list = field(default_factory=list)
+    total_signals: int = 0
+    win_count: int = 0
+    loss_count: int = 0
+    win_rate: Optional[float] = None
+    avg_pnl: Optional[float] = None
+    total_pnl: Optional[float] = None
+    std_dev: Optional[float] = None
+    sharpe_ratio: Optional[float] = None
+    annualized_sharpe_ratio: Optional[float] = None
+    certainty_ratio: Optional[float] = None
+    expected_yearly_returns: Optional[float] = None
+    max_drawdown: Optional[float] = None
+    profit_factor: Optional[float] = None
+    avg_duration_minutes: Optional[float] = None
+
+
+NUMERIC_FIELDS = ("total_signals", "win_count", "loss_count", "win_rate", "avg_pnl", "total_pnl",
+                  "std_dev", "sharpe_ratio", "annualized_sharpe_ratio", "certainty_ratio",
+                  "expected_yearly_returns", "max_drawdown", "profit_factor", "avg_duration_minutes")
+
+
+def _safe(x: Optional[float]) -> Optional[float]:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _mean(xs: Sequence[float]) -> float:
+    s = 0.0
+    for x in xs:  # left to right, as the reference sums
+        s += x
+    return s / len(xs)
+
+
+def backtest_statistics(closed: Sequence[ClosedResult]) -> BacktestStatistics:
+    """Every BacktestStatistics field over all closed trades, in close order (D4)."""
+    trades = list(closed)
+    n = len(trades)
+    if n == 0:
+        return BacktestStatistics()
+    pnls = [t.pnl.pnl_percentage for t in trades]
+    wins = [p for p in pnls if p > 0]
+    losses = [p for p in pnls if p < 0]
+    total = 0.0
+    for p in pnls:
+        total += p
+    avg = total / n
+    var = 0.0
+    for p in pnls:
+        var += (p - avg) ** 2
+    std = math.sqrt(var / n)
+    if std < STD_EPSILON:
+        std = 0.0
+    sharpe = avg / std if std > 0 else 0.0
+    avg_win = _mean(wins) if wins else 0.0
+    avg_loss = _mean(losses) if losses else 0.0
+    certainty = avg_win / abs(avg_loss) if avg_loss < 0 else 0.0
+    durations = [t.close_timestamp - t.signal.pending_at for t in trades]
+    avg_days = _mean(durations) / DAY_MS
+    yearly = avg * 365 / avg_days if avg_days > 0 else 0.0
+    peak = equity = drawdown = 0.0
+    for p in pnls:
+        equity += p
+        peak = max(peak, equity)
+        drawdown = max(drawdown, peak - equity)
+    gross_win = sum(wins)
+    gross_loss = -sum(losses)
+    return BacktestStatistics(
+        signal_list=trades,
+        total_signals=n,
+        win_count=len(wins),
+        loss_count=len(losses),
+        win_rate=_safe(len(wins) / n * 100),
+        avg_pnl=_safe(avg),
+        total_pnl=_safe(total),
+        std_dev=_safe(std),
+        sharpe_ratio=_safe(sharpe),
+        annualized_sharpe_ratio=_safe(sharpe * math.sqrt(365)),
+        certainty_ratio=_safe(certainty),
+        expected_yearly_returns=_safe(yearly),
+        max_drawdown=_safe(drawdown),
+        profit_factor=_safe(gross_win / gross_loss) if gross_loss > 0 else None,
+        avg_duration_minutes=_safe(_mean(durations) / 60_000),
+    )
