@@ -51,7 +51,8 @@ class Candles:
 
     def __getitem__(self, key):
         if isinstance(key, slice):
-            return Candles(*(getattr(self, c)[key] for c in _COLUMNS))
+            return Candles(self.timestamp[key], self.open[key], self.high[key], self.low[key],
+                           self.close[key], self.volume[key])
         return Candle(int(self.timestamp[key]), float(self.open[key]), float(self.high[key]),
                       float(self.low[key]), float(self.close[key]), float(self.volume[key]))
 

@@ -31,16 +31,33 @@ async def maybe_await(value):
 class _Series:
     """Cached candles of one (symbol, interval) covering [lo, hi) in time."""
 
-    __slots__ = ("c", "lo", "hi", "_vwap", "_vwap_n")
+    __slots__ = ("c", "lo", "hi", "step", "_t0", "_n", "_contiguous", "_vwap", "_vwap_n")
 
-    def __init__(self) -> None:
+    def __init__(self, step: int) -> None:
         self.c = Candles.empty()
         self.lo = self.hi = 0
+        self.step = step
+        self._t0 = 0
+        self._n = 0
+        self._contiguous = True
         self._vwap = None
         self._vwap_n = 0
 
+    def index(self, t: int) -> int:
+        """Position of the first candle with open time >= t (arithmetic when gap-free)."""
+        if self._contiguous:
+            k = -(-(t - self._t0) // self.step)
+            return 0 if k < 0 else (k if k < self._n else self._n)
+        return int(np.searchsorted(self.c.timestamp, t))
+
+    def _reindex(self) -> None:
+        ts = self.c.timestamp
+        self._n = len(ts)
+        self._t0 = int(ts[0]) if self._n else 0
+        self._contiguous = self._n == 0 or int(ts[-1]) - self._t0 == (self._n - 1) * self.step
+
     def add(self, c: Candles, lo: int, hi: int) -> None:
-        if not len(self.c) and self.lo == self.hi:
+        if self.lo == self.hi:
             self.c, self.lo, self.hi = c, lo, hi
         else:
             parts = []
@@ -52,6 +69,7 @@ class _Series:
             self.c = Candles(*(np.concatenate([getattr(p, f) for p in parts]) for f in
                                ("timestamp", "open", "high", "low", "close", "volume")))
             self.lo, self.hi = min(lo, self.lo), max(hi, self.hi)
+        self._reindex()
         self._vwap = None
 
     def vwap_array(self, n: int) -> np.ndarray:
@@ -109,14 +127,15 @@ class ExchangeClient:
             c = await self.fetch(symbol, interval, start, -(-(end - start) // step))
             return c[: int(np.searchsorted(c.timestamp, end))]
         s = await self._covered(symbol, interval, start, end)
-        ts = s.c.timestamp
-        return s.c[int(np.searchsorted(ts, start)): int(np.searchsorted(ts, end))]
+        return s.c[s.index(start): s.index(end)]
 
     async def _covered(self, symbol: str, interval: str, start: int, end: int) -> _Series:
         s = self._series.get((symbol, interval))
-        if s is None:
-            s = self._series[(symbol, interval)] = _Series()
+        if s is not None and s.lo <= start and end <= s.hi:
+            return s
         step = interval_ms(interval)
+        if s is None:
+            s = self._series[(symbol, interval)] = _Series(step)
         # Never cache candles that have not closed yet (wall clock), so a backtest up to "now"
         # cannot see a forming candle.
         horizon = (self._now_ms() // step) * step
@@ -164,9 +183,7 @@ class ExchangeClient:
         start = aligned - n * MINUTE_MS
         if self.backtest:
             s = await self._covered(symbol, "1m", start, aligned)
-            ts = s.c.timestamp
-            lo = int(np.searchsorted(ts, start))
-            hi = int(np.searchsorted(ts, aligned))
+            lo, hi = s.index(start), s.index(aligned)
             if hi - lo == n:
                 return float(s.vwap_array(n)[hi - 1])
             c = s.c[lo:hi]
@@ -181,8 +198,7 @@ class ExchangeClient:
         """1m candles in [start, end) plus their rolling VWAP (for the backtest fast path)."""
         n = cfg.CC_AVG_PRICE_CANDLES_COUNT
         s = await self._covered(symbol, "1m", start, end)
-        ts = s.c.timestamp
-        lo, hi = int(np.searchsorted(ts, start)), int(np.searchsorted(ts, end))
+        lo, hi = s.index(start), s.index(end)
         c = s.c[lo:hi]
         if len(c) and int(c.timestamp[-1]) - int(c.timestamp[0]) == (len(c) - 1) * MINUTE_MS:
             return c, s.vwap_array(n)[lo:hi]  # contiguous: the cached rolling VWAP applies

@@ -220,10 +220,8 @@ class StrategyState:
             return None
         self.last_bucket = bucket
         try:
-            value = self.schema.get_signal(self.symbol, to_datetime(when))
-            if inspect.isawaitable(value):
-                async with asyncio.timeout(cfg.CC_MAX_SIGNAL_GENERATION_SECONDS):
-                    value = await value
+            value = await _with_timeout(self.schema.get_signal(self.symbol, to_datetime(when)),
+                                        cfg.CC_MAX_SIGNAL_GENERATION_SECONDS)
             if value is None:
                 return None
             return self._build(to_signal(value), when, price)
@@ -253,6 +251,47 @@ class StrategyState:
         if isinstance(row.minute_estimated_time, float):
             row.minute_estimated_time = int(row.minute_estimated_time)
         return row
+
+
+async def _with_timeout(value, seconds: float):
+    """Await `value` under a timeout; a coroutine that finishes without suspending (the usual
+    backtest case, all candles cached) skips the timer machinery entirely."""
+    if not inspect.isawaitable(value):
+        return value
+    if not inspect.iscoroutine(value):
+        async with asyncio.timeout(seconds):
+            return await value
+    try:
+        yielded = value.send(None)
+    except StopIteration as done:
+        return done.value
+    async with asyncio.timeout(seconds):
+        return await _Resumed(value, yielded)
+
+
+class _Resumed:
+    """Awaitable that continues a coroutine already advanced to its first suspension."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro, first):
+        self.coro, self.first = coro, first
+
+    def __await__(self):
+        coro, yielded = self.coro, self.first
+        while True:
+            try:
+                sent = yield yielded
+            except BaseException as e:  # noqa: BLE001 - forwarded into the coroutine
+                try:
+                    yielded = coro.throw(e)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    yielded = coro.send(sent)
+                except StopIteration as done:
+                    return done.value
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)

@@ -96,6 +96,14 @@ async def run_frames(inst: Instance, symbol: str, strategy_name: str, exchange_n
     progress_on = hub.has("backtest_progress")
     last_pct = -1
     step = state.interval_ms
+    first = int(frames[0]) if n else 0
+    fstep = int(frames[1] - frames[0]) if n > 1 else 1
+
+    def at_or_after(t: int) -> int:
+        """Index of the first frame >= t (frames are evenly spaced)."""
+        k = -(-(t - first) // fstep)
+        return max(k, 0)
+
     i = 0
     while i < n:
         when = int(frames[i])
@@ -107,7 +115,7 @@ async def run_frames(inst: Instance, symbol: str, strategy_name: str, exchange_n
                 break
             if not state.may_ask(when) and not state.observes_ticks:
                 # Nothing open, nothing waiting, get_signal throttled: skip to the next bucket.
-                i = int(np.searchsorted(frames, (when // step + 1) * step))
+                i = at_or_after((when // step + 1) * step)
                 continue
         frame_started = time.perf_counter()
         try:
@@ -130,7 +138,7 @@ async def run_frames(inst: Instance, symbol: str, strategy_name: str, exchange_n
         if outcome is not None:
             yield outcome
             # D3: resume at the first frame at or after close + 1 minute.
-            i = int(np.searchsorted(frames, outcome.close_timestamp + MINUTE_MS))
+            i = at_or_after(outcome.close_timestamp + MINUTE_MS)
             continue
         if result.action == "idle" and state.stopped:
             break

@@ -57,6 +57,8 @@ class Instance:
         self._is_done = True
 
     def record(self, result) -> None:
+        if result.action == "idle":
+            return  # idle ticks are observable through listeners, not worth keeping
         self.events.append(result)
         if result.action in ("closed", "cancelled"):
             self.results.append(result)
