@@ -15,7 +15,9 @@ from .events import (listen_backtest_progress, listen_done_backtest, listen_done
                      listen_walker, listen_walker_complete, listen_walker_once,
                      listen_walker_progress)
 from .execution.backtest import Backtest
-from .execution.instance import InstanceStatus
+from .execution.instance import DoneEvent, InstanceStatus
+from .execution.walker import (StrategyResult, Walker, WalkerComplete, WalkerProgress,
+                               WalkerProgressEvent, WalkerStatistics)
 from .lifecycle import PartialEvent
 from .registry import (add_exchange, add_frame, add_risk, add_sizing, add_strategy, add_walker,
                        list_exchanges, list_frames, list_risks, list_sizings, list_strategies,
@@ -34,6 +36,7 @@ def reset() -> None:
     events.reset()
     config.reset_config()
     Backtest._reset()
+    Walker._reset()
 
 
 __all__ = [name for name in dir() if not name.startswith("_")]

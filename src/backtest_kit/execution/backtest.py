@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Optional
+from typing import AsyncIterator, Callable, Optional
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from ..scan import resolve
 from ..schema import callback
 from ..signal import CancelledResult, ClosedResult
 from ..stats import BacktestStatistics, backtest_statistics
-from .instance import Instance, InstanceStatus, Registry, start_background
+from .instance import DoneEvent, Instance, InstanceStatus, Registry, run_in_background
 
 
 @dataclass(slots=True)
@@ -50,29 +50,21 @@ class PerformanceEvent:
     backtest: bool
 
 
-@dataclass(slots=True)
-class DoneEvent:
-    exchange_name: str
-    strategy_name: str
-    backtest: bool
-    symbol: str
-
-
 class _Timer:
-    """Emits performance samples only when someone listens."""
+    """Records timing samples on the instance; emits them when someone listens."""
 
-    def __init__(self, symbol: str, strategy: str, exchange: str, backtest: bool):
-        self.on = hub.has("performance")
+    def __init__(self, inst: Instance, symbol: str, strategy: str, exchange: str, backtest: bool):
+        self.inst = inst
         self.meta = (strategy, exchange, symbol, backtest)
         self.previous: Optional[float] = None
 
     async def sample(self, metric: str, started: float) -> None:
-        if not self.on:
-            return
         now = time.time() * 1000
         event = PerformanceEvent(now, self.previous, metric, (time.perf_counter() - started) * 1000, *self.meta)
         self.previous = now
-        await hub.emit("performance", event)
+        self.inst.perf.append(event)
+        if hub.has("performance"):
+            await hub.emit("performance", event)
 
 
 async def run_frames(inst: Instance, symbol: str, strategy_name: str, exchange_name: str,
@@ -91,7 +83,7 @@ async def run_frames(inst: Instance, symbol: str, strategy_name: str, exchange_n
         await maybe_await(on_timeframe([to_datetime(int(t)) for t in frames], frame.start_date,
                                        frame.end_date, frame.interval))
     n = len(frames)
-    timer = _Timer(symbol, strategy_name, exchange_name, True)
+    timer = _Timer(inst, symbol, strategy_name, exchange_name, True)
     run_started = time.perf_counter()
     progress_on = hub.has("backtest_progress")
     last_pct = -1
@@ -166,8 +158,9 @@ class BacktestUtils:
         inst = self._registry.get(symbol, strategy_name)
         return self._run(inst, symbol, strategy_name, exchange_name, frame_name)
 
-    async def _run(self, inst, symbol, strategy_name, exchange_name, frame_name):
-        inst.begin()
+    async def _run(self, inst, symbol, strategy_name, exchange_name, frame_name, begun=False):
+        if not begun:
+            inst.begin()
         try:
             async for result in run_frames(inst, symbol, strategy_name, exchange_name, frame_name):
                 yield result
@@ -175,28 +168,13 @@ class BacktestUtils:
             inst.end()
 
     def background(self, symbol: str, *, strategy_name: str, exchange_name: str,
-                   frame_name: str):
-        """Run the backtest without yielding; returns cancel() at once."""
+                   frame_name: str) -> Callable[[], None]:
+        """Run the backtest without yielding; returns cancel() at once (a graceful stop)."""
         self._validate(strategy_name, exchange_name, frame_name, "Backtest.background")
         inst = self._registry.get(symbol, strategy_name)
-        if inst.status == "running":
-            raise_already_running("Backtest", symbol, strategy_name)
-        done = DoneEvent(exchange_name, strategy_name, True, symbol)
-        sent = []
-
-        async def emit_done():
-            if not sent:
-                sent.append(True)
-                await hub.emit("done_backtest", done)
-
-        async def work():
-            try:
-                async for _ in self._run(inst, symbol, strategy_name, exchange_name, frame_name):
-                    pass
-            finally:
-                await emit_done()
-
-        return start_background(work, inst.stop)
+        return run_in_background(
+            inst, "Backtest", lambda: self._run(inst, symbol, strategy_name, exchange_name, frame_name, True),
+            "done_backtest", DoneEvent(exchange_name, strategy_name, True, symbol))
 
     async def stop(self, symbol: str, strategy_name: str) -> None:
         """No new signals; a waiting order is dropped; an open position runs to its end."""
@@ -228,11 +206,6 @@ def report_path(path: str | None, kind: str, name: str) -> str:
     if path is None:
         path = os.path.join(".", "dump", kind)
     return path if path.endswith(".md") else os.path.join(path, f"{name}.md")
-
-
-def raise_already_running(kind: str, symbol: str, name: str):
-    from ..errors import BacktestKitError
-    raise BacktestKitError(f"{kind}.background is already running for symbol={symbol} name={name}")
 
 
 Backtest = BacktestUtils()

@@ -20,6 +20,13 @@ class InstanceStatus:
     strategy_name: str
     status: str  # "idle" | "running" | "done"
 
+    @property
+    def name(self) -> str:
+        """The strategy name (Backtest, Live) or the walker name (Walker)."""
+        return self.strategy_name
+
+    walker_name = name
+
 
 class Instance:
     """One (symbol, name) of an execution class, with its own results and run flags."""
@@ -33,7 +40,8 @@ class Instance:
         self._running = False
         self.state = None           # the StrategyState of the current / last run
         self.results: list = []     # closed and cancelled results of the last run
-        self.events: list = []      # every recorded tick result of the last run
+        self.events: list = []      # every non-idle tick result of the last run, in order
+        self.perf: list = []        # PerformanceEvent samples of the last run
 
     @property
     def status(self) -> str:
@@ -51,6 +59,7 @@ class Instance:
         self._is_done = False
         self.results = []
         self.events = []
+        self.perf = []
 
     def end(self) -> None:
         self._running = False
@@ -91,6 +100,35 @@ class Registry:
 
     def clear(self) -> None:
         self._instances.clear()
+
+
+@dataclass(slots=True)
+class DoneEvent:
+    """Payload of listen_done_*: a background run finished (walkers: strategy_name = walker)."""
+
+    exchange_name: str
+    strategy_name: str
+    backtest: bool
+    symbol: str
+
+
+def run_in_background(inst: "Instance", kind: str, consume: Callable[[], Any], done_topic: str,
+                      done: DoneEvent) -> Callable[[], None]:
+    """Start consuming `consume()` in the background; `done_topic` fires exactly once at the end."""
+    if inst._running:
+        raise BacktestKitError(f"{kind}.background is already running for symbol={inst.symbol} "
+                               f"name={inst.name} (instance {inst.id}); stop it or wait for done")
+    inst.begin()  # marked running now, so a second background() call is refused at once
+
+    async def work() -> None:
+        try:
+            async for _ in consume():
+                pass
+        finally:
+            inst.end()
+            await hub.emit(done_topic, done)
+
+    return start_background(work, inst.stop)
 
 
 def start_background(work: Callable[[], Awaitable[None]], on_cancel: Callable[[], None]) -> Callable[[], None]:
