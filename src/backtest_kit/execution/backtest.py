@@ -117,7 +117,8 @@ async def run_frames(inst: Instance, symbol: str, strategy_name: str, exchange_n
             i += 1
             continue
         outcome = None
-        if result.action in ("opened", "scheduled"):
+        if result.action == "opened" or (result.action == "scheduled" and not state.stopped):
+            # (a limit order placed while a stop is pending is dropped by the next tick instead)
             signal_started = time.perf_counter()
             try:
                 _, outcome = await resolve(state, when)

@@ -1,0 +1,195 @@
+"""The scheduled-signals report: limit orders placed, filled (D5) and cancelled, with wait times."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+from .. import registry
+from ..config import cfg
+from ..signal import SignalRow, plain_note
+from .backtest import write_report
+from .table import Column, fmt_num, fmt_price, fmt_time, render_table
+
+InstanceSource = Callable[[bool], Iterable[Any]]
+
+
+def default_instances(backtest: bool) -> Iterable[Any]:
+    """Backtest instances for backtest=True; Live instances (when Live exists) otherwise."""
+    if backtest:
+        from ..execution.backtest import Backtest
+        return list(Backtest._registry._instances.values())
+    if importlib.util.find_spec("backtest_kit.execution.live") is None:
+        return []
+    live = getattr(importlib.import_module("backtest_kit.execution.live"), "Live", None)
+    return [] if live is None else list(live._registry._instances.values())
+
+
+def find_instance(source: InstanceSource, backtest: bool, symbol: str, strategy_name: str) -> Any:
+    """The instance of (symbol, strategy_name) in that mode, or None (never creates one)."""
+    return next((i for i in source(backtest) if i.symbol == symbol and i.name == strategy_name), None)
+
+
+def dump_path(path: Optional[str], kind: str, name: str) -> str:
+    """`path` as a directory (default ./dump/<kind>) holding <name>.md, or a .md file path."""
+    from ..execution.backtest import report_path
+    return report_path(path, kind, name)
+
+
+def js_round(x: float) -> int:
+    """Math.round of JavaScript (half up)."""
+    return math.floor(x + 0.5)
+
+
+@dataclass(slots=True)
+class ScheduledEvent:
+    """One row of the schedule report: a scheduled, opened (filled) or cancelled limit order."""
+
+    timestamp: int
+    action: str
+    symbol: str
+    signal_id: str
+    position: str
+    note: str
+    current_price: float
+    price_open: float
+    price_take_profit: float
+    price_stop_loss: float
+    duration: Optional[int] = None  # whole minutes since scheduled_at (opened / cancelled)
+    signal: Optional[SignalRow] = None
+
+
+@dataclass(slots=True)
+class ScheduleStatistics:
+    event_list: list = field(default_factory=list)
+    total_events: int = 0
+    total_scheduled: int = 0
+    total_opened: int = 0
+    total_cancelled: int = 0
+    cancellation_rate: Optional[float] = None
+    activation_rate: Optional[float] = None
+    avg_wait_time: Optional[float] = None
+    avg_activation_time: Optional[float] = None
+
+
+def _event(r: Any, action: str, timestamp: int, duration: Optional[int]) -> ScheduledEvent:
+    s = r.signal
+    return ScheduledEvent(timestamp, action, s.symbol, s.id, s.position, s.note, r.current_price,
+                          s.price_open, s.price_take_profit, s.price_stop_loss, duration, s)
+
+
+def schedule_events(results: Iterable[Any]) -> list[ScheduledEvent]:
+    """Schedule rows of tick results in emission order; `opened` only for signals scheduled before."""
+    out: list[ScheduledEvent] = []
+    scheduled: set[str] = set()
+    for r in results:
+        action = r.action
+        if action == "scheduled":
+            scheduled.add(r.signal.id)
+            out.append(_event(r, action, r.signal.scheduled_at, None))
+        elif action == "opened" and r.signal.id in scheduled:
+            s = r.signal
+            out.append(_event(r, action, s.pending_at, js_round((s.pending_at - s.scheduled_at) / 60_000)))
+        elif action == "cancelled":
+            ts = r.close_timestamp
+            out.append(_event(r, action, ts, js_round((ts - r.signal.scheduled_at) / 60_000)))
+    return out
+
+
+def _mean(xs: Sequence[float]) -> Optional[float]:
+    return sum(xs) / len(xs) if xs else None
+
+
+def schedule_statistics(results: Iterable[Any]) -> ScheduleStatistics:
+    """ScheduleStatistics of tick results (any actions; the irrelevant ones are skipped)."""
+    events = schedule_events(results)
+    by = {a: [e for e in events if e.action == a] for a in ("scheduled", "opened", "cancelled")}
+    n_s, n_o, n_c = (len(by[a]) for a in ("scheduled", "opened", "cancelled"))
+    return ScheduleStatistics(
+        event_list=events, total_events=len(events), total_scheduled=n_s, total_opened=n_o,
+        total_cancelled=n_c,
+        cancellation_rate=n_c / n_s * 100 if n_s else None,
+        activation_rate=n_o / n_s * 100 if n_s else None,
+        avg_wait_time=_mean([e.duration for e in by["cancelled"]]),
+        avg_activation_time=_mean([e.duration for e in by["opened"]]),
+    )
+
+
+def schedule_columns() -> list[Column]:
+    """The default columns of a schedule report (rows are ScheduledEvent)."""
+    return [
+        Column("timestamp", "Timestamp", lambda e: fmt_time(e.timestamp)),
+        Column("action", "Action", lambda e: e.action.upper()),
+        Column("symbol", "Symbol", lambda e: e.symbol),
+        Column("signal_id", "Signal ID", lambda e: e.signal_id),
+        Column("position", "Position", lambda e: e.position.upper()),
+        Column("note", "Note", lambda e: plain_note(e.note) or "N/A",
+               lambda: cfg.CC_REPORT_SHOW_SIGNAL_NOTE),
+        Column("current_price", "Current Price", lambda e: fmt_price(e.current_price)),
+        Column("price_open", "Entry Price", lambda e: fmt_price(e.price_open)),
+        Column("take_profit", "Take Profit", lambda e: fmt_price(e.price_take_profit)),
+        Column("stop_loss", "Stop Loss", lambda e: fmt_price(e.price_stop_loss)),
+        Column("duration", "Wait Time (min)", lambda e: "N/A" if e.duration is None else str(e.duration)),
+    ]
+
+
+def _rate(x: Optional[float], hint: str) -> str:
+    return "N/A" if x is None else f"{fmt_num(x, 2)}% ({hint} is better)"
+
+
+def _minutes(x: Optional[float]) -> str:
+    return "N/A" if x is None else f"{fmt_num(x, 2)} minutes"
+
+
+async def render_schedule_report(strategy_name: str, stats: ScheduleStatistics,
+                                 columns: Optional[Sequence[Column]] = None) -> str:
+    """Markdown report: title, event table and the schedule totals."""
+    title = f"# Scheduled Signals Report: {strategy_name}"
+    if not stats.total_events:
+        return f"{title}\n\nNo scheduled signals recorded yet."
+    table = await render_table(stats.event_list, schedule_columns() if columns is None else list(columns))
+    return "\n\n".join([title] + ([table] if table else []) + [
+        f"**Total events:** {stats.total_events}",
+        f"**Scheduled signals:** {stats.total_scheduled}",
+        f"**Opened signals:** {stats.total_opened}",
+        f"**Cancelled signals:** {stats.total_cancelled}",
+        f"**Activation rate:** {_rate(stats.activation_rate, 'higher')}",
+        f"**Cancellation rate:** {_rate(stats.cancellation_rate, 'lower')}",
+        f"**Average activation time:** {_minutes(stats.avg_activation_time)}",
+        f"**Average wait time (cancelled):** {_minutes(stats.avg_wait_time)}",
+    ])
+
+
+class ScheduleUtils:
+    """`bk.Schedule`: scheduled / activated / cancelled limit orders of a symbol and strategy."""
+
+    def __init__(self, instances: InstanceSource):
+        self._instances = instances
+
+    def _stats(self, symbol: str, strategy_name: str, backtest: bool, source: str) -> ScheduleStatistics:
+        registry.validate_strategy_refs(strategy_name, source)
+        inst = find_instance(self._instances, backtest, symbol, strategy_name)
+        return schedule_statistics(inst.events if inst is not None else [])
+
+    async def get_data(self, symbol: str, strategy_name: str, backtest: bool = True) -> ScheduleStatistics:
+        """Schedule statistics of the last run of (symbol, strategy_name)."""
+        return self._stats(symbol, strategy_name, backtest, "Schedule.get_data")
+
+    async def get_report(self, symbol: str, strategy_name: str, backtest: bool = True,
+                         columns: Optional[Sequence[Column]] = None) -> str:
+        """The markdown schedule report."""
+        stats = self._stats(symbol, strategy_name, backtest, "Schedule.get_report")
+        return await render_schedule_report(strategy_name, stats, columns)
+
+    async def dump(self, symbol: str, strategy_name: str, backtest: bool = True,
+                   path: Optional[str] = None, columns: Optional[Sequence[Column]] = None) -> str:
+        """Write the report (default ./dump/schedule/<strategy>.md); returns the absolute path."""
+        stats = self._stats(symbol, strategy_name, backtest, "Schedule.dump")
+        text = await render_schedule_report(strategy_name, stats, columns)
+        return await write_report(dump_path(path, "schedule", strategy_name), text)
+
+
+Schedule = ScheduleUtils(default_instances)
