@@ -22,6 +22,9 @@ from .lifecycle import PartialEvent
 from .registry import (add_exchange, add_frame, add_risk, add_sizing, add_strategy, add_walker,
                        list_exchanges, list_frames, list_risks, list_sizings, list_strategies,
                        list_walkers)
+from .report.heat import Heat, HeatmapRow, HeatmapStatistics
+from .report.performance import MetricStats, Performance, PerformanceStatistics
+from .report.schedule import Schedule, ScheduledEvent, ScheduleStatistics
 from .report.table import Column
 from .signal import (ActiveResult, CancelledResult, ClosedResult, IdleResult, OpenedResult, PnL,
                      ScheduledResult, Signal, SignalRow, WaitingResult)

@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable, Optional
 from ._time import MINUTE_MS, interval_ms, to_datetime
 from .config import cfg
 from .context import ExecutionContext, enter, leave
-from .errors import ValidationError
+from .errors import BacktestKitError, ValidationError
 from .events import hub
 from .exchange import ExchangeClient
 from .pnl import compute_pnl
@@ -31,7 +31,7 @@ class StrategyState:
     """Per (symbol, strategy, mode) state and every transition of a signal."""
 
     def __init__(self, schema: StrategySchema, exchange: ExchangeClient, symbol: str, *,
-                 backtest: bool, record: Callable[[Any], None] | None = None):
+                 backtest: bool, record: Callable[[Any], None] | None = None, store=None):
         self.schema = schema
         self.exchange = exchange
         self.symbol = symbol
@@ -44,6 +44,8 @@ class StrategyState:
         self.stopped = False
         self._record = record
         self._partial: dict[str, tuple[set, set]] = {}
+        self.store = store            # live: where state is written before each event
+        self.journal: list[dict] = []  # live: every closed / cancelled result, durable
         cbs = schema.callbacks
         self._cb = {name: callback(cbs, name) for name in (
             "on_open", "on_close", "on_schedule", "on_cancel", "on_tick", "on_idle", "on_active",
@@ -95,6 +97,7 @@ class StrategyState:
             row = dataclasses.replace(row, pending_at=when, is_scheduled=False)
             self.scheduled = None
         self.pending = row
+        self.save()
         await self._call("on_write", self.symbol, row, self.backtest)
         await self._call("on_open", self.symbol, row, row.price_open, self.backtest)
         result = OpenedResult(**self._base(row.price_open, row))
@@ -104,19 +107,24 @@ class StrategyState:
     async def close(self, reason: str, price: float, when: int) -> ClosedResult:
         row = self.pending
         pnl = compute_pnl(row.position, row.price_open, price)
-        await self._call("on_close", self.symbol, row, price, self.backtest)
+        if self.store is None:  # live writes the close first so a crash cannot repeat on_close
+            await self._call("on_close", self.symbol, row, price, self.backtest)
         self._partial.pop(row.id, None)
         self.pending = None
-        await self._call("on_write", self.symbol, None, self.backtest)
         result = ClosedResult(**self._base(price, row), close_reason=reason, close_timestamp=when, pnl=pnl)
+        self._journal(result)
+        if self.store is not None:
+            await self._call("on_close", self.symbol, row, price, self.backtest)
+        await self._call("on_write", self.symbol, None, self.backtest)
         await self.publish(result)
         return result
 
     async def cancel(self, price: float, when: int) -> CancelledResult:
         row = self.scheduled
         self.scheduled = None
-        await self._call("on_cancel", self.symbol, row, price, self.backtest)
         result = CancelledResult(**self._base(price, row), close_timestamp=when)
+        self._journal(result)
+        await self._call("on_cancel", self.symbol, row, price, self.backtest)
         await self.publish(result)
         return result
 
@@ -144,10 +152,64 @@ class StrategyState:
         for level in PARTIAL_LEVELS:
             if percent >= level and level not in reached:
                 reached.add(level)
+                self.save()
                 await hub.emit(topic, PartialEvent(
                     symbol=self.symbol, strategy_name=self.strategy_name,
                     exchange_name=self.exchange.name, signal=row, current_price=price,
                     level=level, backtest=self.backtest, timestamp=when))
+
+    # --- persistence (live) -------------------------------------------------------------
+
+    def snapshot(self) -> dict:
+        return {
+            "symbol": self.symbol, "strategy_name": self.strategy_name,
+            "exchange_name": self.exchange.name,
+            "pending": self.pending.to_dict() if self.pending else None,
+            "scheduled": self.scheduled.to_dict() if self.scheduled else None,
+            "partial": {k: [sorted(p), sorted(l)] for k, (p, l) in self._partial.items()},
+            "last_bucket": self.last_bucket,
+            "journal": self.journal,
+        }
+
+    def save(self) -> None:
+        if self.store is not None:
+            self.store.save(self.snapshot())
+
+    def _journal(self, result) -> None:
+        if self.store is not None:
+            entry = {"action": result.action, "signal": result.signal.to_dict(),
+                     "current_price": result.current_price, "close_timestamp": result.close_timestamp}
+            if result.action == "closed":
+                entry["close_reason"] = result.close_reason
+                entry["pnl"] = dataclasses.asdict(result.pnl)
+            self.journal.append(entry)
+            self.save()
+
+    async def restore(self, when: int) -> None:
+        """Load the saved state; a restored position fires on_active, a waiting order on_schedule."""
+        data = self.store.load() if self.store is not None else None
+        if not data:
+            return
+        if data.get("exchange_name") != self.exchange.name:
+            raise BacktestKitError(
+                f"saved live state of {self.symbol}/{self.strategy_name} belongs to exchange "
+                f"{data.get('exchange_name')!r}, not {self.exchange.name!r}; it may hold an open "
+                f"position — close it there or remove {self.store.describe()}")
+        self.pending = SignalRow(**data["pending"]) if data.get("pending") else None
+        self.scheduled = SignalRow(**data["scheduled"]) if data.get("scheduled") else None
+        self._partial = {k: (set(p), set(l)) for k, (p, l) in data.get("partial", {}).items()}
+        self.last_bucket = data.get("last_bucket")
+        self.journal = list(data.get("journal", []))
+        if self.pending is not None or self.scheduled is not None:
+            token = enter(ExecutionContext(self.symbol, when, self.backtest, self.exchange, self.strategy_name))
+            try:
+                price = await self.exchange.average_price(self.symbol, when)
+                if self.pending is not None:
+                    await self._call("on_active", self.symbol, self.pending, price, self.backtest)
+                if self.scheduled is not None:
+                    await self._call("on_schedule", self.symbol, self.scheduled, price, self.backtest)
+            finally:
+                leave(token)
 
     # --- the tick ----------------------------------------------------------------------
 
@@ -173,6 +235,7 @@ class StrategyState:
             return result
         if row.is_scheduled:
             self.scheduled = row
+            self.save()
             await self._call("on_schedule", self.symbol, row, price, self.backtest)
             result = ScheduledResult(**self._base(price, row))
             await self.publish(result)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import numbers
 import re
 import uuid
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Optional, Union
 
 from .config import cfg
+from .errors import ValidationError
 
 Position = Literal["long", "short"]
 CloseReason = Literal["take_profit", "stop_loss", "time_expired"]
@@ -120,10 +123,34 @@ TickResult = Union[IdleResult, ScheduledResult, WaitingResult, OpenedResult, Act
 
 # --- normalisation -----------------------------------------------------------------------
 
+def _plain_number(v: Any) -> Any:
+    """numpy / other numeric scalars -> int or float, so validation treats them like Python numbers."""
+    if isinstance(v, bool) or type(v) in (int, float):
+        return v
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if isinstance(v, numbers.Real):
+        return float(v)
+    return v
+
+
+_NUMERIC_FIELDS = ("price_take_profit", "price_stop_loss", "minute_estimated_time", "price_open")
+
+
+def _normalised(sig: Signal) -> Signal:
+    changes = {}
+    for name in _NUMERIC_FIELDS:
+        v = getattr(sig, name)
+        p = _plain_number(v)
+        if p is not v:
+            changes[name] = p
+    return dataclasses.replace(sig, **changes) if changes else sig
+
+
 def to_signal(value: Any) -> Signal:
     """Normalise what get_signal returned (Signal or dict) to a Signal; errors name the field."""
     if isinstance(value, Signal):
-        return value
+        return _normalised(value)
     if isinstance(value, dict):
         unknown = [k for k in value if k not in _SIGNAL_FIELDS]
         missing = [k for k in _REQUIRED if value.get(k) is None]
@@ -134,9 +161,11 @@ def to_signal(value: Any) -> Signal:
         if missing:
             problems.append(f"missing required field(s) {', '.join(map(repr, missing))}")
         if problems:
-            raise ValueError("Invalid signal: " + "; ".join(problems))
-        return Signal(**value)
-    raise TypeError(f"get_signal must return a bk.Signal, a dict or None, got {type(value).__name__}")
+            raise ValidationError(f"Invalid signal for {value.get('position')} position:\n"
+                                  + "\n".join(problems))
+        return _normalised(Signal(**value))
+    raise ValidationError(f"Invalid signal: get_signal must return a bk.Signal, a dict or None, "
+                          f"got {type(value).__name__}")
 
 
 _MD_RULES = [

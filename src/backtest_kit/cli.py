@@ -1,0 +1,333 @@
+"""The `backtest-kit` console script: `demo` (bundled candles, no network) and `backtest`
+(your own 1m candles from CSV, NPZ or Parquet), both with the moving-average rule strategy."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.table import Table
+
+import backtest_kit as bk
+
+from ._time import FRAME_INTERVALS, MINUTE_MS, STRATEGY_INTERVALS, interval_ms, iso, to_ms
+from .config import cfg
+from .demo import ArrayExchange, rule_strategy
+
+app = typer.Typer(help="Backtest signal-based trading strategies.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+
+COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
+DEMO_FILE = "demo_candles_1m.npz"
+DAY_MS = 1440 * MINUTE_MS
+
+
+class CandleFileError(ValueError):
+    """A candle file that cannot be used; the message says why."""
+
+
+# ---------------------------------------------------------------- reading candles
+
+
+def load_candles(path: Path) -> np.ndarray:
+    """Read 1m candles as an (n, 6) float64 array sorted by time, validated for the engine."""
+    readers = {".csv": _read_csv, ".npz": _read_npz, ".parquet": _read_parquet}
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        raise CandleFileError(f"{path}: unsupported file type {path.suffix!r}; "
+                              f"use one of {', '.join(readers)}")
+    return _checked(reader(path), path)
+
+
+def _column_order(header: list[str], path: Path) -> list[int]:
+    """Index of each of COLUMNS in a header (case-insensitive, any order)."""
+    names = [h.strip().lower() for h in header]
+    missing = [c for c in COLUMNS if c not in names]
+    if missing:
+        raise CandleFileError(f"{path}: missing column(s) {', '.join(missing)}; expected a header "
+                              f"{','.join(COLUMNS)} (found {','.join(names) or 'nothing'})")
+    return [names.index(c) for c in COLUMNS]
+
+
+def _timestamp(text: str) -> float:
+    """Epoch milliseconds from a number or from ISO-8601 text (naive = UTC)."""
+    try:
+        return float(text)
+    except ValueError:
+        return float(to_ms(datetime.fromisoformat(text.strip())))
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        order = _column_order(next(reader, []), path)
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            try:
+                rows.append([_timestamp(row[order[0]])] + [float(row[i]) for i in order[1:]])
+            except (ValueError, IndexError) as e:
+                raise CandleFileError(f"{path}, line {line}: cannot read {row!r} ({e})") from None
+    return np.array(rows, dtype=np.float64).reshape(-1, 6)
+
+
+def _read_npz(path: Path) -> np.ndarray:
+    """Arrays named after COLUMNS, or a single (n, 6) array in COLUMNS order."""
+    with np.load(path) as npz:
+        if all(c in npz.files for c in COLUMNS):
+            return np.column_stack([np.asarray(npz[c], dtype=np.float64) for c in COLUMNS])
+        if len(npz.files) == 1 and npz[npz.files[0]].ndim == 2 and npz[npz.files[0]].shape[1] == 6:
+            return np.asarray(npz[npz.files[0]], dtype=np.float64)
+        raise CandleFileError(f"{path}: expected arrays {', '.join(COLUMNS)} or one (n, 6) array; "
+                              f"found {', '.join(npz.files) or 'no arrays'}")
+
+
+def _read_parquet(path: Path) -> np.ndarray:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise CandleFileError(f"{path}: reading .parquet needs pyarrow: pip install pyarrow") from None
+    table = pq.read_table(path)
+    order = _column_order(table.column_names, path)
+    columns = [table.column(i) for i in order]
+    ts = columns[0]
+    if pa.types.is_timestamp(ts.type) or pa.types.is_date(ts.type):  # -> epoch ms
+        ts = ts.cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64())
+    return np.column_stack([np.asarray(c.to_numpy(zero_copy_only=False), dtype=np.float64)
+                            for c in [ts] + columns[1:]])
+
+
+def _checked(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Sort by time; reject empty, non-finite, non-positive, duplicate or non-1m candles."""
+    if len(arr) == 0:
+        raise CandleFileError(f"{path}: no candles")
+    if not np.isfinite(arr).all():
+        raise CandleFileError(f"{path}: contains empty, NaN or infinite values")
+    if (arr[:, 1:5] <= 0).any() or (arr[:, 5] < 0).any():
+        raise CandleFileError(f"{path}: prices must be > 0 and volumes >= 0")
+    arr = arr[np.argsort(arr[:, 0], kind="stable")]
+    if (arr[:, 0] % MINUTE_MS).any():
+        raise CandleFileError(f"{path}: timestamps must be epoch milliseconds on minute boundaries "
+                              f"(first is {arr[0, 0]:.0f})")
+    steps = np.diff(arr[:, 0])
+    if len(steps) and steps.min() == 0:
+        raise CandleFileError(f"{path}: duplicate timestamp {iso(int(arr[np.argmin(steps), 0]))}")
+    if len(steps) and steps.min() != MINUTE_MS:
+        raise CandleFileError(f"{path}: candles must be 1m (closest spacing is "
+                              f"{steps.min() / MINUTE_MS:g} min)")
+    return arr
+
+
+def demo_candles() -> np.ndarray:
+    """The bundled 45 days of synthetic 1m candles."""
+    with resources.files("backtest_kit").joinpath("data", DEMO_FILE).open("rb") as f:
+        with np.load(f) as npz:
+            return np.column_stack([npz[c] for c in COLUMNS])
+
+
+# ---------------------------------------------------------------- dates and frames
+
+
+def parse_date(text: Optional[str], option: str) -> Optional[int]:
+    """Epoch ms of ISO-8601 text (naive = UTC) or of epoch-ms digits; None stays None."""
+    if text is None:
+        return None
+    try:
+        return int(text) if text.strip().isdigit() else to_ms(datetime.fromisoformat(text.strip()))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not an ISO-8601 date such as 2024-01-05 or "
+                                 f"2024-01-05T12:00:00Z", param_hint=option) from None
+
+
+def frame_bounds(candles: np.ndarray, start: Optional[int], end: Optional[int],
+                 warmup_min: int) -> tuple[int, int]:
+    """The frame's first and last time: defaults leave `warmup_min` of history, end at the data."""
+    first, last = int(candles[0, 0]), int(candles[-1, 0])
+    span = f"the candles cover {iso(first)} .. {iso(last)}"
+    start = first + warmup_min * MINUTE_MS if start is None else start
+    end = last if end is None else end
+    if not first <= start <= last:
+        raise typer.BadParameter(f"{iso(start)} is outside the data ({span})", param_hint="--start")
+    if not start < end <= last:
+        raise typer.BadParameter(f"{iso(end)} must be after the start {iso(start)} and not after "
+                                 f"the last candle ({span})", param_hint="--end")
+    return start, end
+
+
+def _check_choice(value: str, choices: tuple[str, ...], option: str) -> str:
+    if value not in choices:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=option)
+    return value
+
+
+# ---------------------------------------------------------------- running
+
+
+@dataclass(slots=True)
+class RunSpec:
+    """Everything one CLI backtest needs."""
+
+    symbol: str
+    candles: np.ndarray
+    start_ms: int
+    end_ms: int
+    frame_interval: str
+    strategy_interval: str
+    get_signal: Callable
+    strategy_name: str
+    out: str
+
+
+async def _run_backtest(spec: RunSpec, on_progress: Callable, on_error: Callable
+                        ) -> tuple[bk.BacktestStatistics, str]:
+    """Register exchange, frame and strategy, run the backtest, dump the report."""
+    exchange = ArrayExchange(spec.candles)
+    bk.add_exchange(exchange_name="cli-candles", get_candles=exchange.get_candles)
+    bk.add_frame(frame_name="cli-frame", interval=spec.frame_interval,
+                 start_date=spec.start_ms, end_date=spec.end_ms)
+    bk.add_strategy(strategy_name=spec.strategy_name, interval=spec.strategy_interval,
+                    get_signal=spec.get_signal)
+    unsubscribe = [bk.listen_backtest_progress(on_progress), bk.listen_error(on_error)]
+    try:
+        async for _ in bk.Backtest.run(spec.symbol, strategy_name=spec.strategy_name,
+                                       exchange_name="cli-candles", frame_name="cli-frame"):
+            pass
+    finally:
+        for fn in unsubscribe:
+            fn()
+    stats = await bk.Backtest.get_data(spec.symbol, spec.strategy_name)
+    return stats, await bk.Backtest.dump(spec.symbol, spec.strategy_name, path=spec.out)
+
+
+def _progress_bar(console: Console) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=console)
+
+
+def run_and_print(spec: RunSpec) -> None:
+    """Run the backtest with a progress bar, then print the summary and the report path."""
+    console = Console()
+    errors: list[BaseException] = []
+    title = f"{spec.strategy_name} {spec.symbol} {iso(spec.start_ms)[:16]} .. {iso(spec.end_ms)[:16]}"
+    started = time.perf_counter()
+    with _progress_bar(console) as progress:
+        task = progress.add_task(title, total=None)
+
+        def on_progress(e) -> None:
+            progress.update(task, total=e.total_frames, completed=e.processed_frames)
+
+        try:
+            stats, path = asyncio.run(_run_backtest(spec, on_progress, errors.append))
+        except bk.BacktestKitError as e:
+            console.print(f"[red]Error:[/red] {e}")
+            raise typer.Exit(1) from None
+    console.print(summary_table(stats, spec, errors, time.perf_counter() - started))
+    console.print(f"Report: {path}")
+
+
+# ---------------------------------------------------------------- summary
+
+
+def _num(x: Optional[float], fmt: str) -> str:
+    return "N/A" if x is None else format(x, fmt)
+
+
+def summary_rows(s: bk.BacktestStatistics) -> list[tuple[str, str]]:
+    """(label, text) pairs of the headline statistics; undefined values read N/A."""
+    win_rate = _num(s.win_rate, ".2f")
+    return [
+        ("Trades", str(s.total_signals)),
+        ("Win rate", win_rate if win_rate == "N/A" else f"{win_rate}% ({s.win_count}W / {s.loss_count}L)"),
+        ("Total PnL", _num(s.total_pnl, "+.2f") + ("%" if s.total_pnl is not None else "")),
+        ("Avg PnL", _num(s.avg_pnl, "+.3f") + ("%" if s.avg_pnl is not None else "")),
+        ("Sharpe", _num(s.sharpe_ratio, ".3f")),
+        ("Max drawdown", _num(s.max_drawdown, ".2f") + ("%" if s.max_drawdown is not None else "")),
+        ("Profit factor", _num(s.profit_factor, ".3f")),
+        ("Avg duration", _num(s.avg_duration_minutes, ".1f") + (" min" if s.avg_duration_minutes is not None else "")),
+    ]
+
+
+def summary_table(s: bk.BacktestStatistics, spec: RunSpec, errors: list, seconds: float) -> Table:
+    frames = (spec.end_ms - spec.start_ms) // interval_ms(spec.frame_interval) + 1
+    table = Table(title=f"Backtest {spec.strategy_name} on {spec.symbol}",
+                  caption=f"{frames:,} {spec.frame_interval} frames in {seconds:.2f} s")
+    table.add_column("Metric")
+    table.add_column("Value", justify="right")
+    for label, text in summary_rows(s):
+        table.add_row(label, text)
+    if errors:
+        table.add_row("[yellow]Errors[/yellow]", f"[yellow]{len(errors)} (first: {errors[0]})[/yellow]")
+    return table
+
+
+# ---------------------------------------------------------------- commands
+
+
+@app.command()
+def demo(
+    symbol: str = typer.Option("BTCUSDT", help="Symbol name shown in the report."),
+    days: int = typer.Option(30, min=1, help="Backtest the last DAYS days of the bundled data."),
+    out: Path = typer.Option(Path("./dump/backtest"), help="Directory (or .md file) for the report."),
+) -> None:
+    """Backtest the moving-average rule on 45 days of bundled synthetic 1m candles (no network)."""
+    candles = demo_candles()
+    end_excl = int(candles[-1, 0]) + MINUTE_MS
+    available = (end_excl - int(candles[0, 0])) // DAY_MS - 1  # the first day is warm-up
+    if days > available:
+        raise typer.BadParameter(f"the bundled data holds {available} days after warm-up", param_hint="--days")
+    run_and_print(RunSpec(
+        symbol, candles, end_excl - days * DAY_MS, end_excl - MINUTE_MS, "1m", "5m",
+        rule_strategy(10, 50, 1.0, 0.6, 360, shorts=True), "ma-crossover", str(out)))
+
+
+@app.command()
+def backtest(
+    candles: Path = typer.Option(..., exists=True, dir_okay=False, readable=True,
+                                 help="1m candles: .csv (header timestamp,open,high,low,close,volume; "
+                                      "epoch ms or ISO times), .npz or .parquet."),
+    symbol: str = typer.Option(..., help="Symbol name shown in the report."),
+    interval: str = typer.Option("5m", help=f"Strategy interval: {', '.join(STRATEGY_INTERVALS)}."),
+    fast: int = typer.Option(10, min=1, help="Fast moving average length (1m closes)."),
+    slow: int = typer.Option(50, min=2, help="Slow moving average length (1m closes)."),
+    tp: float = typer.Option(1.0, min=0, min_open=True, help="Take profit, % from the entry."),
+    sl: float = typer.Option(0.6, min=0, min_open=True, help="Stop loss, % from the entry."),
+    minutes: int = typer.Option(360, min=1, help="Signal lifetime in minutes."),
+    shorts: bool = typer.Option(True, "--shorts/--no-shorts", help="Also trade short crossovers."),
+    start: Optional[str] = typer.Option(None, help="Frame start, ISO-8601 (default: after warm-up)."),
+    end: Optional[str] = typer.Option(None, help="Frame end, ISO-8601 (default: the last candle)."),
+    frame_interval: str = typer.Option("1m", help=f"Frame step: {', '.join(FRAME_INTERVALS)}."),
+    name: str = typer.Option("ma-crossover", help="Strategy name (and report file name)."),
+    out: Path = typer.Option(Path("./dump/backtest"), help="Directory (or .md file) for the report."),
+) -> None:
+    """Backtest the moving-average rule on your own 1m candles."""
+    _check_choice(interval, STRATEGY_INTERVALS, "--interval")
+    _check_choice(frame_interval, FRAME_INTERVALS, "--frame-interval")
+    if fast >= slow:
+        raise typer.BadParameter(f"--fast ({fast}) must be smaller than --slow ({slow})", param_hint="--fast")
+    try:
+        data = load_candles(candles)
+    except CandleFileError as e:
+        raise typer.BadParameter(str(e), param_hint="--candles") from None
+    warmup = max(slow + 1, cfg.CC_AVG_PRICE_CANDLES_COUNT)
+    start_ms, end_ms = frame_bounds(data, parse_date(start, "--start"), parse_date(end, "--end"), warmup)
+    run_and_print(RunSpec(
+        symbol, data, start_ms, end_ms, frame_interval, interval,
+        rule_strategy(fast, slow, tp, sl, minutes, shorts=shorts), name, str(out)))
+
+
+if __name__ == "__main__":
+    app()

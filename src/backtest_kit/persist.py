@@ -1,0 +1,143 @@
+"""Crash-safe state for live trading: JSON files (atomic write + fsync + rename) or SQLite (WAL).
+
+A backend stores JSON-able records under (kind, key). Live keeps one record per
+(symbol, strategy) holding the open position, the waiting order, partial levels, the signal
+throttle bucket and the journal of closed trades, so every transition is a single atomic
+write made before its event is emitted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Optional, Protocol
+
+from .errors import BacktestKitError
+
+
+class PersistError(BacktestKitError):
+    """A state file is unreadable or corrupt; it is never silently discarded."""
+
+
+class PersistBackend(Protocol):
+    def read(self, kind: str, key: str) -> Optional[Any]: ...
+    def write(self, kind: str, key: str, value: Any) -> None: ...
+
+
+def _safe(name: str) -> str:
+    """A file-name-safe form of a key (no path separators), readable for normal symbols."""
+    return re.sub(r"[^A-Za-z0-9._=-]", lambda m: f"%{ord(m.group()):02X}", name)
+
+
+class FileBackend:
+    """`<base>/<kind>/<key>.json`, each write atomic: temp file, fsync, rename, fsync dir."""
+
+    def __init__(self, base_dir: str | os.PathLike = "./dump/data", fsync: bool = True):
+        self.base = Path(base_dir)
+        self.fsync = fsync
+
+    def path(self, kind: str, key: str) -> Path:
+        return self.base / kind / f"{_safe(key)}.json"
+
+    def read(self, kind: str, key: str) -> Optional[Any]:
+        path = self.path(kind, key)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise PersistError(f"cannot read state file {path}: {e}") from e
+        try:
+            return json.loads(text)
+        except ValueError as e:
+            raise PersistError(f"state file {path} is corrupt ({e}); fix or move it away "
+                               "before restarting — it may hold an open position") from e
+
+    def write(self, kind: str, key: str, value: Any) -> None:
+        path = self.path(kind, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:12]}-{path.name}")
+        data = json.dumps(value, separators=(",", ":")).encode()
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                os.write(fd, data)
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        if self.fsync:  # make the rename itself durable
+            dfd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+
+
+class SqliteBackend:
+    """One SQLite database in WAL mode; each write is one committed upsert."""
+
+    def __init__(self, path: str | os.PathLike = "./dump/data/state.sqlite"):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS state (kind TEXT, key TEXT, value TEXT NOT NULL, "
+                             "PRIMARY KEY (kind, key))")
+        except sqlite3.DatabaseError as e:
+            raise PersistError(f"state database {self.path} is unusable: {e}") from e
+
+    def read(self, kind: str, key: str) -> Optional[Any]:
+        with self._lock:
+            try:
+                row = self._db.execute("SELECT value FROM state WHERE kind=? AND key=?", (kind, key)).fetchone()
+            except sqlite3.DatabaseError as e:
+                raise PersistError(f"state database {self.path} is unreadable: {e}") from e
+        if row is None:
+            return None
+        try:
+            return json.loads(row[0])
+        except ValueError as e:
+            raise PersistError(f"state record {kind}/{key} in {self.path} is corrupt ({e})") from e
+
+    def write(self, kind: str, key: str, value: Any) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO state (kind, key, value) VALUES (?, ?, ?) "
+                             "ON CONFLICT (kind, key) DO UPDATE SET value=excluded.value",
+                             (kind, key, json.dumps(value, separators=(",", ":"))))
+
+    def close(self) -> None:
+        self._db.close()
+
+
+_backend: list[PersistBackend] = []  # the registry's one optional override (reset with bk.reset)
+
+
+def use_persist_adapter(backend: PersistBackend | None) -> None:
+    """Store live state in `backend` (FileBackend, SqliteBackend or your own); None = default files."""
+    if backend is not None and not (callable(getattr(backend, "read", None))
+                                    and callable(getattr(backend, "write", None))):
+        raise TypeError("use_persist_adapter: backend needs read(kind, key) and write(kind, key, value)")
+    _backend.clear()
+    if backend is not None:
+        _backend.append(backend)
+
+
+def current_backend() -> PersistBackend:
+    return _backend[0] if _backend else FileBackend()
+
+
+def reset() -> None:
+    _backend.clear()
