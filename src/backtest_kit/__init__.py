@@ -15,7 +15,10 @@ from .events import (listen_backtest_progress, listen_done_backtest, listen_done
                      listen_walker, listen_walker_complete, listen_walker_once,
                      listen_walker_progress)
 from .execution.backtest import Backtest
+from .clock import SystemClock, VirtualClock
 from .execution.instance import DoneEvent, InstanceStatus
+from .execution.live import Live, LiveStatistics
+from .persist import FileBackend, PersistError, SqliteBackend, use_persist_adapter
 from .execution.walker import (StrategyResult, Walker, WalkerComplete, WalkerProgress,
                                WalkerProgressEvent, WalkerStatistics)
 from .lifecycle import PartialEvent
@@ -34,12 +37,14 @@ from ._logging import set_logger
 
 def reset() -> None:
     """Forget every schema, listener, instance and config override (for tests and notebooks)."""
-    from . import config, events, registry
+    from . import config, events, persist, registry
     registry.reset()
     events.reset()
     config.reset_config()
     Backtest._reset()
     Walker._reset()
+    Live._reset()
+    persist.reset()
 
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -46,6 +46,7 @@ class StrategyState:
         self._partial: dict[str, tuple[set, set]] = {}
         self.store = store            # live: where state is written before each event
         self.journal: list[dict] = []  # live: every closed / cancelled result, durable
+        self.cursor: Optional[int] = None  # live: the tick in progress or last done
         cbs = schema.callbacks
         self._cb = {name: callback(cbs, name) for name in (
             "on_open", "on_close", "on_schedule", "on_cancel", "on_tick", "on_idle", "on_active",
@@ -168,6 +169,7 @@ class StrategyState:
             "scheduled": self.scheduled.to_dict() if self.scheduled else None,
             "partial": {k: [sorted(p), sorted(l)] for k, (p, l) in self._partial.items()},
             "last_bucket": self.last_bucket,
+            "cursor": self.cursor,
             "journal": self.journal,
         }
 
@@ -185,31 +187,40 @@ class StrategyState:
             self.journal.append(entry)
             self.save()
 
-    async def restore(self, when: int) -> None:
-        """Load the saved state; a restored position fires on_active, a waiting order on_schedule."""
+    def load_saved(self) -> bool:
+        """Load the saved live state, if any; True when something was restored."""
         data = self.store.load() if self.store is not None else None
         if not data:
-            return
+            return False
         if data.get("exchange_name") != self.exchange.name:
             raise BacktestKitError(
                 f"saved live state of {self.symbol}/{self.strategy_name} belongs to exchange "
                 f"{data.get('exchange_name')!r}, not {self.exchange.name!r}; it may hold an open "
                 f"position — close it there or remove {self.store.describe()}")
-        self.pending = SignalRow(**data["pending"]) if data.get("pending") else None
-        self.scheduled = SignalRow(**data["scheduled"]) if data.get("scheduled") else None
-        self._partial = {k: (set(p), set(l)) for k, (p, l) in data.get("partial", {}).items()}
+        try:
+            self.pending = SignalRow(**data["pending"]) if data.get("pending") else None
+            self.scheduled = SignalRow(**data["scheduled"]) if data.get("scheduled") else None
+            self._partial = {k: (set(p), set(l)) for k, (p, l) in data.get("partial", {}).items()}
+        except (TypeError, ValueError) as e:
+            raise BacktestKitError(f"saved live state {self.store.describe()} is malformed: {e}") from e
         self.last_bucket = data.get("last_bucket")
+        self.cursor = data.get("cursor")
         self.journal = list(data.get("journal", []))
-        if self.pending is not None or self.scheduled is not None:
-            token = enter(ExecutionContext(self.symbol, when, self.backtest, self.exchange, self.strategy_name))
-            try:
-                price = await self.exchange.average_price(self.symbol, when)
-                if self.pending is not None:
-                    await self._call("on_active", self.symbol, self.pending, price, self.backtest)
-                if self.scheduled is not None:
-                    await self._call("on_schedule", self.symbol, self.scheduled, price, self.backtest)
-            finally:
-                leave(token)
+        return True
+
+    async def announce_restored(self, when: int) -> None:
+        """on_active for a restored position, on_schedule for a restored limit order."""
+        if self.pending is None and self.scheduled is None:
+            return
+        token = enter(ExecutionContext(self.symbol, when, self.backtest, self.exchange, self.strategy_name))
+        try:
+            price = await self.exchange.average_price(self.symbol, when)
+            if self.pending is not None:
+                await self._call("on_active", self.symbol, self.pending, price, self.backtest)
+            if self.scheduled is not None:
+                await self._call("on_schedule", self.symbol, self.scheduled, price, self.backtest)
+        finally:
+            leave(token)
 
     # --- the tick ----------------------------------------------------------------------
 

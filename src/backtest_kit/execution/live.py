@@ -1,0 +1,200 @@
+"""Live: tick the strategy on the clock, persisting state before every event, so a killed
+process resumes exactly where it was."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Callable, Optional
+
+from .. import registry
+from .._time import MINUTE_MS
+from ..clock import Clock, SystemClock, VirtualClock
+from ..config import cfg
+from ..events import hub
+from ..exchange import ExchangeClient
+from ..lifecycle import StrategyState
+from ..persist import PersistBackend, current_backend
+from ..pnl import PnL
+from ..report.backtest import write_report
+from ..report.live import render_live_report
+from ..signal import CancelledResult, ClosedResult, OpenedResult, SignalRow
+from ..stats import backtest_statistics
+from .backtest import PerformanceEvent, report_path
+from .instance import DoneEvent, Instance, InstanceStatus, Registry, run_in_background
+
+
+class LiveStore:
+    """The saved state of one (symbol, strategy) in a persistence backend."""
+
+    def __init__(self, backend: PersistBackend, symbol: str, strategy_name: str):
+        self.backend = backend
+        self.key = f"{symbol}_{strategy_name}"
+
+    def load(self) -> Optional[dict]:
+        return self.backend.read("live", self.key)
+
+    def save(self, snapshot: dict) -> None:
+        self.backend.write("live", self.key, snapshot)
+
+    def describe(self) -> str:
+        path = getattr(self.backend, "path", None)
+        return str(path("live", self.key)) if callable(path) else f"live/{self.key} in {self.backend!r}"
+
+
+def next_tick(when: int) -> int:
+    """D19: ticks stay on the minute grid (default CC_TICK_TTL_MS = 1 minute + 1 ms)."""
+    ttl = cfg.CC_TICK_TTL_MS
+    return when - when % MINUTE_MS + ttl if ttl >= MINUTE_MS else when + ttl
+
+
+@dataclass(slots=True)
+class LiveStatistics:
+    """Live.get_data: every opened / scheduled / closed / cancelled event plus trade statistics."""
+
+    event_list: list = field(default_factory=list)
+    total_events: int = 0
+    total_closed: int = 0
+    win_count: int = 0
+    loss_count: int = 0
+    win_rate: Optional[float] = None
+    avg_pnl: Optional[float] = None
+    total_pnl: Optional[float] = None
+    std_dev: Optional[float] = None
+    sharpe_ratio: Optional[float] = None
+    annualized_sharpe_ratio: Optional[float] = None
+    certainty_ratio: Optional[float] = None
+    expected_yearly_returns: Optional[float] = None
+    max_drawdown: Optional[float] = None
+    profit_factor: Optional[float] = None
+    avg_duration_minutes: Optional[float] = None
+    signal_list: list = field(default_factory=list)
+
+
+def _from_journal(entry: dict, strategy_name: str, exchange_name: str, symbol: str):
+    row = SignalRow(**entry["signal"])
+    base = dict(signal=row, current_price=entry["current_price"], symbol=symbol,
+                strategy_name=strategy_name, exchange_name=exchange_name, backtest=False)
+    if entry["action"] == "closed":
+        return ClosedResult(**base, close_reason=entry["close_reason"],
+                            close_timestamp=entry["close_timestamp"], pnl=PnL(**entry["pnl"]))
+    return CancelledResult(**base, close_timestamp=entry["close_timestamp"])
+
+
+async def run_live(inst: Instance, symbol: str, strategy_name: str, exchange_name: str,
+                   clock: Clock) -> AsyncIterator:
+    """The live generator: yields opened, closed and cancelled results until stopped."""
+    strategy = registry.get_strategy(strategy_name, "Live.run")
+    exchange = ExchangeClient(registry.get_exchange(exchange_name, "Live.run"), backtest=False,
+                              sleep=clock.sleep, now_ms=clock.now_ms)
+    store = LiveStore(current_backend(), symbol, strategy_name)
+    state = StrategyState(strategy, exchange, symbol, backtest=False, record=inst.record, store=store)
+    inst.state = state
+    if state.load_saved():
+        # Trades closed before a restart still count in this instance's statistics.
+        for entry in state.journal:
+            inst.record(_from_journal(entry, strategy_name, exchange_name, symbol))
+        if isinstance(clock, VirtualClock) and state.cursor is not None:
+            clock.resume_after(state.cursor, next_tick)  # paper trading continues its replay
+        await state.announce_restored(clock.now_ms())
+    if inst._is_stopped:
+        state.stopped = True
+    previous: Optional[float] = None
+    while True:
+        if isinstance(clock, VirtualClock) and clock.exhausted():
+            break  # end of the replay: state stays saved, like a process that exits
+        when = clock.now_ms()
+        started = time.perf_counter()
+        # Saved with every transition: a restarted paper replay resumes after the last one
+        # (idle ticks in between are replayed, which is harmless for a deterministic strategy).
+        state.cursor = when
+        try:
+            result = await state.tick(when)
+        except Exception as e:  # noqa: BLE001 - a failed tick is reported; the loop goes on
+            await hub.report(e, f"Live {symbol} {strategy_name}")
+            await clock.sleep((next_tick(when) - clock.now_ms()) / 1000)
+            continue
+        now = time.time() * 1000
+        sample = PerformanceEvent(now, previous, "live_tick", (time.perf_counter() - started) * 1000,
+                                  strategy_name, exchange_name, symbol, False)
+        previous = now
+        inst.perf.append(sample)
+        await hub.emit("performance", sample)
+        if result.action in ("opened", "closed", "cancelled"):
+            yield result
+        if state.stopped and state.pending is None and state.scheduled is None:
+            break  # D18: a stop waits for the open position to close
+        await clock.sleep((next_tick(when) - clock.now_ms()) / 1000)
+
+
+class LiveUtils:
+    """`bk.Live`: run strategies on the clock with crash-safe state."""
+
+    def __init__(self) -> None:
+        self._registry = Registry()
+
+    def _validate(self, strategy_name: str, exchange_name: str, source: str) -> None:
+        registry.validate_strategy_refs(strategy_name, source)
+        registry.get_exchange(exchange_name, source)
+
+    def run(self, symbol: str, *, strategy_name: str, exchange_name: str,
+            clock: Clock | None = None) -> AsyncIterator[OpenedResult | ClosedResult | CancelledResult]:
+        """Trade `strategy_name` on `symbol` until stopped; `clock` defaults to the system clock."""
+        self._validate(strategy_name, exchange_name, "Live.run")
+        inst = self._registry.get(symbol, strategy_name)
+        return self._run(inst, symbol, strategy_name, exchange_name, clock or SystemClock())
+
+    async def _run(self, inst, symbol, strategy_name, exchange_name, clock, begun=False):
+        if not begun:
+            inst.begin()
+        try:
+            async for result in run_live(inst, symbol, strategy_name, exchange_name, clock):
+                yield result
+        finally:
+            inst.end()
+
+    def background(self, symbol: str, *, strategy_name: str, exchange_name: str,
+                   clock: Clock | None = None) -> Callable[[], None]:
+        """Trade without yielding; returns cancel() (a graceful stop) at once."""
+        self._validate(strategy_name, exchange_name, "Live.background")
+        inst = self._registry.get(symbol, strategy_name)
+        return run_in_background(
+            inst, "Live", lambda: self._run(inst, symbol, strategy_name, exchange_name, clock or SystemClock(), True),
+            "done_live", DoneEvent(exchange_name, strategy_name, False, symbol))
+
+    async def stop(self, symbol: str, strategy_name: str) -> None:
+        """No new signals; a waiting order is cancelled; the open position runs to its close."""
+        registry.validate_strategy_refs(strategy_name, "Live.stop")
+        self._registry.get(symbol, strategy_name).stop()
+
+    async def get_data(self, symbol: str, strategy_name: str) -> LiveStatistics:
+        registry.validate_strategy_refs(strategy_name, "Live.get_data")
+        inst = self._registry.get(symbol, strategy_name)
+        closed = inst.closed
+        s = backtest_statistics(closed)
+        events = [e for e in inst.events if e.action in ("opened", "scheduled", "closed", "cancelled")]
+        return LiveStatistics(
+            event_list=events, total_events=len(events), total_closed=len(closed),
+            win_count=s.win_count, loss_count=s.loss_count, win_rate=s.win_rate, avg_pnl=s.avg_pnl,
+            total_pnl=s.total_pnl, std_dev=s.std_dev, sharpe_ratio=s.sharpe_ratio,
+            annualized_sharpe_ratio=s.annualized_sharpe_ratio, certainty_ratio=s.certainty_ratio,
+            expected_yearly_returns=s.expected_yearly_returns, max_drawdown=s.max_drawdown,
+            profit_factor=s.profit_factor, avg_duration_minutes=s.avg_duration_minutes, signal_list=closed)
+
+    async def get_report(self, symbol: str, strategy_name: str, columns=None) -> str:
+        registry.validate_strategy_refs(strategy_name, "Live.get_report")
+        return await render_live_report(symbol, strategy_name, await self.get_data(symbol, strategy_name), columns)
+
+    async def dump(self, symbol: str, strategy_name: str, path: str | None = None, columns=None) -> str:
+        """Write the report; `path` is a directory (default ./dump/live) or a .md file."""
+        text = await self.get_report(symbol, strategy_name, columns)
+        return await write_report(report_path(path, "live", strategy_name), text)
+
+    async def list(self) -> list[InstanceStatus]:
+        return self._registry.statuses()
+
+    def _reset(self) -> None:
+        self._registry.clear()
+
+
+Live = LiveUtils()

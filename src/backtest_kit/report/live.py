@@ -1,0 +1,66 @@
+"""The live report: every opened / scheduled / closed / cancelled event, then trade statistics."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+from ..config import cfg
+from ..signal import plain_note
+from .backtest import _summary
+from .table import Column, fmt_pct, fmt_price, fmt_time, render_table
+
+
+def _time(r) -> int:
+    if r.action in ("closed", "cancelled"):
+        return r.close_timestamp
+    return r.signal.pending_at if r.action == "opened" else r.signal.scheduled_at
+
+
+def _duration(r) -> str:
+    if r.action != "closed":
+        return "N/A"
+    return str(math.floor((r.close_timestamp - r.signal.pending_at) / 60_000 + 0.5))
+
+
+def live_columns() -> list[Column]:
+    """Default columns of the live report (rows are tick results)."""
+    return [
+        Column("timestamp", "Timestamp", lambda r: fmt_time(_time(r))),
+        Column("action", "Action", lambda r: r.action.upper()),
+        Column("symbol", "Symbol", lambda r: r.symbol),
+        Column("signal_id", "Signal ID", lambda r: r.signal.id),
+        Column("position", "Position", lambda r: r.signal.position.upper()),
+        Column("note", "Note", lambda r: plain_note(r.signal.note) or "N/A", lambda: cfg.CC_REPORT_SHOW_SIGNAL_NOTE),
+        Column("current_price", "Current Price", lambda r: fmt_price(r.current_price)),
+        Column("open_price", "Open Price", lambda r: fmt_price(r.signal.price_open)),
+        Column("take_profit", "Take Profit", lambda r: fmt_price(r.signal.price_take_profit)),
+        Column("stop_loss", "Stop Loss", lambda r: fmt_price(r.signal.price_stop_loss)),
+        Column("pnl", "PNL (net)", lambda r: fmt_pct(r.pnl.pnl_percentage) if r.action == "closed" else "N/A"),
+        Column("close_reason", "Close Reason", lambda r: getattr(r, "close_reason", None) or "N/A"),
+        Column("duration", "Duration (min)", _duration),
+    ]
+
+
+async def render_live_report(symbol: str, strategy_name: str, stats,
+                             columns: Optional[Sequence[Column]] = None) -> str:
+    title = f"# Live Trading Report: {strategy_name}"
+    if not stats.total_events:
+        return f"{title}\n\nNo events recorded yet."
+    table = await render_table(stats.event_list, live_columns() if columns is None else columns)
+    summary = _summary(stats_view(stats))
+    summary[0] = f"**Total events:** {stats.total_events}"
+    summary[1] = f"**Closed signals:** {stats.total_closed}"
+    return "\n\n".join([title, f"**Symbol:** {symbol}"] + ([table] if table else []) + summary)
+
+
+def stats_view(stats):
+    """The LiveStatistics fields under the names the backtest summary reads."""
+    from ..stats import BacktestStatistics
+    return BacktestStatistics(
+        signal_list=stats.signal_list, total_signals=stats.total_closed, win_count=stats.win_count,
+        loss_count=stats.loss_count, win_rate=stats.win_rate, avg_pnl=stats.avg_pnl, total_pnl=stats.total_pnl,
+        std_dev=stats.std_dev, sharpe_ratio=stats.sharpe_ratio, annualized_sharpe_ratio=stats.annualized_sharpe_ratio,
+        certainty_ratio=stats.certainty_ratio, expected_yearly_returns=stats.expected_yearly_returns,
+        max_drawdown=stats.max_drawdown, profit_factor=stats.profit_factor,
+        avg_duration_minutes=stats.avg_duration_minutes)

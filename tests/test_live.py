@@ -1,0 +1,273 @@
+"""Live trading: virtual clock, persistence before events, restore, stop, crash safety."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import backtest_kit as bk
+from backtest_kit.demo import ArrayExchange
+from backtest_kit.execution.live import next_tick
+
+T0 = 1_704_067_200_000
+M = 60_000
+CHILD = Path(__file__).parent / "helpers" / "live_child.py"
+
+
+@pytest.fixture(autouse=True)
+def clean(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bk.reset()
+    yield
+    bk.reset()
+
+
+def flat(minutes: int, bars: dict[int, float] | None = None) -> np.ndarray:
+    """1m candles at 100; `bars` sets the whole candle of chosen minutes to a price."""
+    rows = [[T0 + i * M, 100.0, 100.0, 100.0, 100.0, 1.0] for i in range(minutes)]
+    for i, p in (bars or {}).items():
+        rows[i][1:5] = [p, p, p, p]
+    return np.array(rows)
+
+
+LONG = {"position": "long", "price_take_profit": 101.0, "price_stop_loss": 99.0, "minute_estimated_time": 60}
+
+
+def register(candles, get_signal, callbacks=None):
+    bk.add_exchange(exchange_name="ex", get_candles=ArrayExchange(candles).get_candles)
+    bk.add_strategy(strategy_name="s", interval="1m", get_signal=get_signal, callbacks=callbacks)
+
+
+def once(signal):
+    asked = []
+
+    def get_signal(symbol, when):
+        asked.append(when)
+        return dict(signal) if len(asked) == 1 else None
+
+    return get_signal, asked
+
+
+async def run(clock, n=None):
+    out = []
+    async for r in bk.Live.run("BTC", strategy_name="s", exchange_name="ex", clock=clock):
+        out.append(r)
+        if n and len(out) >= n:
+            break
+    return out
+
+
+def test_virtual_clock_ticks_on_the_minute_grid():
+    assert next_tick(T0 + 10 * M + 1) == T0 + 11 * M + 1
+    assert next_tick(T0 + 10 * M + 30_000) == T0 + 11 * M + 1
+    bk.set_config(CC_TICK_TTL_MS=5000)
+    assert next_tick(T0 + 1) == T0 + 5001
+
+
+def test_live_opens_and_closes_on_vwap_and_state_is_written_before_events():
+    # The VWAP of the 5 closed candles reaches 101 at minute 25 (5 candles of 101 -> 101).
+    candles = flat(120, {i: 101.0 for i in range(20, 40)})
+    fn, _ = once(LONG)
+    writes = []
+
+    def on_open(symbol, signal, price, backtest):
+        saved = json.loads(Path("dump/data/live/BTC_s.json").read_text())
+        writes.append(("open", saved["pending"]["id"] == signal.id))
+
+    register(candles, fn, callbacks={"on_open": on_open})
+    seen = []
+
+    def on_event(result):
+        saved = json.loads(Path("dump/data/live/BTC_s.json").read_text())
+        seen.append((result.action, saved["pending"] is None))
+
+    bk.listen_signal_live(on_event)
+    clock = bk.VirtualClock(T0 + 10 * M + 1, T0 + 100 * M)
+    results = asyncio.run(run(clock))
+    assert [r.action for r in results] == ["opened", "closed"]
+    opened, closed = results
+    assert opened.signal.pending_at == T0 + 10 * M + 1 and opened.current_price == 100.0
+    assert (closed.close_reason, closed.current_price) == ("take_profit", 101.0)
+    assert closed.close_timestamp == T0 + 25 * M + 1  # candles 20..24 all closed at 101
+    assert writes == [("open", True)]
+    assert ("opened", False) in seen and ("closed", True) in seen
+    stats = asyncio.run(bk.Live.get_data("BTC", "s"))
+    assert stats.total_closed == 1 and stats.total_events == 2
+
+
+def test_restart_restores_position_fires_on_active_and_never_reopens():
+    candles = flat(200, {i: 101.0 for i in range(40, 60)})
+    fn, asked = once(LONG)
+    active = []
+    register(candles, fn, callbacks={"on_active": lambda s, sig, p, b: active.append(sig.id)})
+    first = asyncio.run(run(bk.VirtualClock(T0 + 10 * M + 1), n=1))  # stop reading after "opened"
+    assert [r.action for r in first] == ["opened"]
+    bk.Live._reset()  # a new process: nothing in memory
+    second = asyncio.run(run(bk.VirtualClock(T0 + 30 * M + 1, T0 + 150 * M)))
+    assert active == [first[0].signal.id]
+    assert [r.action for r in second] == ["closed"]
+    assert second[0].signal.id == first[0].signal.id and second[0].close_reason == "take_profit"
+    # the strategy is not asked while the restored position is open
+    assert [w for w in asked[1:] if w.timestamp() * 1000 <= second[0].close_timestamp] == []
+
+
+def test_stop_lets_open_position_close_then_ends_and_done_fires():
+    candles = flat(200, {i: 101.0 for i in range(60, 200)})
+    fn, _ = once(LONG)
+    register(candles, fn)
+
+    async def main():
+        done = []
+        bk.listen_done_live(done.append)
+
+        async def on_signal(result):
+            if result.action == "opened":
+                await bk.Live.stop("BTC", "s")
+
+        bk.listen_signal_live(on_signal)
+        clock = bk.VirtualClock(T0 + 10 * M + 1)
+        finished = asyncio.Event()
+        bk.listen_done_live(lambda e: finished.set())
+        bk.Live.background("BTC", strategy_name="s", exchange_name="ex", clock=clock)
+        await asyncio.wait_for(finished.wait(), 10)
+        return done, clock.now_ms()
+
+    done, now = asyncio.run(main())
+    assert len(done) == 1 and done[0].backtest is False
+    stats = asyncio.run(bk.Live.get_data("BTC", "s"))
+    assert [t.close_reason for t in stats.signal_list] == ["take_profit"]
+    assert now < T0 + 70 * M  # ended right after the close
+
+
+def test_stop_cancels_waiting_limit_order():
+    fn, _ = once({**LONG, "price_open": 99.5, "price_stop_loss": 98.0})
+    register(flat(200), fn)
+
+    async def main():
+        async def on_signal(result):
+            if result.action == "scheduled":
+                await bk.Live.stop("BTC", "s")
+
+        bk.listen_signal_live(on_signal)
+        return await run(bk.VirtualClock(T0 + 10 * M + 1))
+
+    results = asyncio.run(main())
+    assert [(r.action, r.close_timestamp) for r in results] == [("cancelled", T0 + 11 * M + 1)]
+    saved = json.loads(Path("dump/data/live/BTC_s.json").read_text())
+    assert saved["scheduled"] is None and saved["journal"][0]["action"] == "cancelled"
+
+
+def test_corrupt_state_file_stops_start_naming_the_file():
+    register(flat(50), lambda s, w: None)
+    path = Path("dump/data/live/BTC_s.json")
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+
+    async def main():
+        errors = []
+        bk.listen_exit(errors.append)
+        with pytest.raises(bk.PersistError, match=r"BTC_s.json is corrupt"):
+            await run(bk.VirtualClock(T0 + 10 * M + 1, T0 + 20 * M))
+
+    asyncio.run(main())
+    assert path.read_text() == "{not json"  # never discarded
+
+
+@pytest.mark.parametrize("backend", ["file", "sqlite"])
+def test_backends_round_trip(tmp_path, backend):
+    store = bk.FileBackend(tmp_path / "f") if backend == "file" else bk.SqliteBackend(tmp_path / "s.sqlite")
+    assert store.read("live", "BTC_s") is None
+    store.write("live", "BTC_s", {"a": [1, 2.5, None]})
+    store.write("live", "BTC_s", {"a": [3]})
+    assert store.read("live", "BTC_s") == {"a": [3]}
+    assert store.read("live", "ETH_s") is None
+
+
+def test_sqlite_backend_restores_a_position(tmp_path):
+    bk.use_persist_adapter(bk.SqliteBackend(tmp_path / "state.sqlite"))
+    candles = flat(200, {i: 101.0 for i in range(40, 60)})
+    fn, asked = once(LONG)
+    register(candles, fn)
+    asyncio.run(run(bk.VirtualClock(T0 + 10 * M + 1), n=1))
+    bk.Live._reset()
+    second = asyncio.run(run(bk.VirtualClock(T0 + 30 * M + 1, T0 + 150 * M)))
+    assert [r.action for r in second] == ["closed"]
+    assert [w for w in asked[1:] if w.timestamp() * 1000 <= second[0].close_timestamp] == []
+
+
+# --- crash test ---------------------------------------------------------------------------------
+
+def _journal(state_dir: Path) -> tuple[list, dict | None]:
+    saved = json.loads((state_dir / "live" / "BTCUSDT_rule.json").read_text())
+
+    def strip(signal):
+        return {k: v for k, v in signal.items() if k != "id"}  # ids are random per process
+
+    trades = [{**e, "signal": strip(e["signal"])} for e in saved["journal"]]
+    return trades, strip(saved["pending"]) if saved["pending"] else None
+
+
+def _child(state_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, str(CHILD), str(state_dir)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=env)
+
+
+def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
+    reference_dir, crash_dir = tmp_path / "reference", tmp_path / "crash"
+    p = _child(reference_dir)
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 0 and out.strip().endswith("done")
+    reference, reference_open = _journal(reference_dir)
+    assert len(reference) >= 10  # the replay really trades
+
+    rng = random.Random(20261124)
+    modes = ["opened", "active", "closed", "count"]
+    kills: Counter = Counter()
+    restarts = 0
+    while True:
+        p = _child(crash_dir)
+        mode = modes[restarts % len(modes)]
+        skip = rng.randint(0, 1)  # kill at the (skip+1)-th matching line
+        target = rng.randint(1, 40)
+        finished = killed = False
+        n = 0
+        for line in p.stdout:
+            line = line.strip()
+            if line == "done":
+                finished = True
+                break
+            n += 1
+            action = line.split()[1]
+            if restarts < 36 and ((mode == "count" and n >= target) or action == mode):
+                if mode != "count" and skip:
+                    skip -= 1
+                    continue
+                p.send_signal(signal.SIGKILL)
+                kills[action] += 1
+                killed = True
+                break
+        p.stdout.close()
+        p.wait(timeout=60)
+        restarts += 1
+        if finished and not killed:
+            break
+        assert restarts < 80, "the crashed replay never finished"
+    trades, still_open = _journal(crash_dir)
+    print(f"crash test: {restarts} starts, kills by phase {dict(kills)}, {len(trades)} trades")
+    assert sum(kills.values()) >= 20
+    assert kills["opened"] and kills["active"] and kills["closed"], kills
+    notes = [t["signal"]["note"] for t in trades]
+    assert len(notes) == len(set(notes))  # each signal closed (or cancelled) once
+    assert trades == reference  # and exactly the uninterrupted run's trades
+    assert still_open == reference_open
