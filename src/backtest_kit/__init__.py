@@ -22,9 +22,13 @@ from .persist import FileBackend, PersistError, SqliteBackend, use_persist_adapt
 from .execution.walker import (StrategyResult, Walker, WalkerComplete, WalkerProgress,
                                WalkerProgressEvent, WalkerStatistics)
 from .lifecycle import PartialEvent
+from .risk import ActivePosition, RiskCheckArgs, RiskEvent
 from .registry import (add_exchange, add_frame, add_risk, add_sizing, add_strategy, add_walker,
                        list_exchanges, list_frames, list_risks, list_sizings, list_strategies,
                        list_walkers)
+from .constant import Constant
+from .report.partial import Partial, PartialStatistics
+from .report.risk import Risk, RiskStatistics
 from .report.heat import Heat, HeatmapRow, HeatmapStatistics
 from .report.performance import MetricStats, Performance, PerformanceStatistics
 from .report.schedule import Schedule, ScheduledEvent, ScheduleStatistics
@@ -37,7 +41,7 @@ from ._logging import set_logger
 
 def reset() -> None:
     """Forget every schema, listener, instance and config override (for tests and notebooks)."""
-    from . import config, events, persist, registry
+    from . import config, events, persist, registry, risk
     registry.reset()
     events.reset()
     config.reset_config()
@@ -45,6 +49,7 @@ def reset() -> None:
     Walker._reset()
     Live._reset()
     persist.reset()
+    risk.reset()
 
 
 __all__ = [name for name in dir() if not name.startswith("_")]

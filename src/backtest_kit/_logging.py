@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 log = logging.getLogger("backtest_kit")
+log.addHandler(logging.NullHandler())  # a library stays quiet unless the application configures logging
 
 
 def set_logger(logger) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Callable, Optional
@@ -15,6 +16,7 @@ from typing import Callable, Optional
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
@@ -22,7 +24,6 @@ from rich.table import Table
 import backtest_kit as bk
 
 from ._time import FRAME_INTERVALS, MINUTE_MS, STRATEGY_INTERVALS, interval_ms, iso, to_ms
-from .config import cfg
 from .demo import ArrayExchange, rule_strategy
 
 app = typer.Typer(help="Backtest signal-based trading strategies.", no_args_is_help=True,
@@ -31,6 +32,7 @@ app = typer.Typer(help="Backtest signal-based trading strategies.", no_args_is_h
 COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 DEMO_FILE = "demo_candles_1m.npz"
 DAY_MS = 1440 * MINUTE_MS
+_QUIET = logging.NullHandler()  # keeps the library's per-error warnings off stderr
 
 
 class CandleFileError(ValueError):
@@ -218,11 +220,21 @@ def _progress_bar(console: Console) -> Progress:
                     console=console)
 
 
-def run_and_print(spec: RunSpec) -> None:
+def _set_verbose(verbose: bool) -> None:
+    """Without --verbose the library logs nothing to stderr; errors are summarised instead."""
+    logger = logging.getLogger("backtest_kit")
+    if verbose:
+        logger.removeHandler(_QUIET)
+    elif _QUIET not in logger.handlers:
+        logger.addHandler(_QUIET)
+
+
+def run_and_print(spec: RunSpec, verbose: bool = False) -> None:
     """Run the backtest with a progress bar, then print the summary and the report path."""
+    _set_verbose(verbose)
     console = Console()
     errors: list[BaseException] = []
-    title = f"{spec.strategy_name} {spec.symbol} {iso(spec.start_ms)[:16]} .. {iso(spec.end_ms)[:16]}"
+    title = f"{spec.strategy_name} {spec.symbol}"
     started = time.perf_counter()
     with _progress_bar(console) as progress:
         task = progress.add_task(title, total=None)
@@ -233,44 +245,47 @@ def run_and_print(spec: RunSpec) -> None:
         try:
             stats, path = asyncio.run(_run_backtest(spec, on_progress, errors.append))
         except bk.BacktestKitError as e:
-            console.print(f"[red]Error:[/red] {e}")
+            console.print(f"[red]Error:[/red] {escape(str(e))}")
             raise typer.Exit(1) from None
-    console.print(summary_table(stats, spec, errors, time.perf_counter() - started))
-    console.print(f"Report: {path}")
+    seconds = time.perf_counter() - started
+    frames = (spec.end_ms - spec.start_ms) // interval_ms(spec.frame_interval) + 1
+    console.print(summary_table(stats, spec))
+    console.print(f"{iso(spec.start_ms)[:16]} .. {iso(spec.end_ms)[:16]}: {frames:,} "
+                  f"{spec.frame_interval} frames in {seconds:.2f} s", highlight=False)
+    if errors:
+        first = " ".join(str(errors[0]).split())
+        console.print(f"[yellow]{len(errors)} errors reported (rejected signals included; "
+                      f"--verbose lists them), the first:[/yellow] {escape(first[:300])}", highlight=False)
+    console.print(f"Report: {path}", highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------- summary
 
 
-def _num(x: Optional[float], fmt: str) -> str:
-    return "N/A" if x is None else format(x, fmt)
+def _fmt(x: Optional[float], spec: str, unit: str = "") -> str:
+    return "N/A" if x is None else format(x, spec) + unit
 
 
 def summary_rows(s: bk.BacktestStatistics) -> list[tuple[str, str]]:
     """(label, text) pairs of the headline statistics; undefined values read N/A."""
-    win_rate = _num(s.win_rate, ".2f")
     return [
         ("Trades", str(s.total_signals)),
-        ("Win rate", win_rate if win_rate == "N/A" else f"{win_rate}% ({s.win_count}W / {s.loss_count}L)"),
-        ("Total PnL", _num(s.total_pnl, "+.2f") + ("%" if s.total_pnl is not None else "")),
-        ("Avg PnL", _num(s.avg_pnl, "+.3f") + ("%" if s.avg_pnl is not None else "")),
-        ("Sharpe", _num(s.sharpe_ratio, ".3f")),
-        ("Max drawdown", _num(s.max_drawdown, ".2f") + ("%" if s.max_drawdown is not None else "")),
-        ("Profit factor", _num(s.profit_factor, ".3f")),
-        ("Avg duration", _num(s.avg_duration_minutes, ".1f") + (" min" if s.avg_duration_minutes is not None else "")),
+        ("Win rate", _fmt(s.win_rate, ".2f", f"% ({s.win_count}W / {s.loss_count}L)")),
+        ("Total PnL", _fmt(s.total_pnl, "+.2f", "%")),
+        ("Avg PnL", _fmt(s.avg_pnl, "+.3f", "%")),
+        ("Sharpe", _fmt(s.sharpe_ratio, ".3f")),
+        ("Max drawdown", _fmt(s.max_drawdown, ".2f", "%")),
+        ("Profit factor", _fmt(s.profit_factor, ".3f")),
+        ("Avg duration", _fmt(s.avg_duration_minutes, ".1f", " min")),
     ]
 
 
-def summary_table(s: bk.BacktestStatistics, spec: RunSpec, errors: list, seconds: float) -> Table:
-    frames = (spec.end_ms - spec.start_ms) // interval_ms(spec.frame_interval) + 1
-    table = Table(title=f"Backtest {spec.strategy_name} on {spec.symbol}",
-                  caption=f"{frames:,} {spec.frame_interval} frames in {seconds:.2f} s")
+def summary_table(s: bk.BacktestStatistics, spec: RunSpec) -> Table:
+    table = Table(title=f"Backtest {spec.strategy_name} on {spec.symbol}")
     table.add_column("Metric")
     table.add_column("Value", justify="right")
     for label, text in summary_rows(s):
         table.add_row(label, text)
-    if errors:
-        table.add_row("[yellow]Errors[/yellow]", f"[yellow]{len(errors)} (first: {errors[0]})[/yellow]")
     return table
 
 
@@ -282,6 +297,7 @@ def demo(
     symbol: str = typer.Option("BTCUSDT", help="Symbol name shown in the report."),
     days: int = typer.Option(30, min=1, help="Backtest the last DAYS days of the bundled data."),
     out: Path = typer.Option(Path("./dump/backtest"), help="Directory (or .md file) for the report."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every reported error to stderr."),
 ) -> None:
     """Backtest the moving-average rule on 45 days of bundled synthetic 1m candles (no network)."""
     candles = demo_candles()
@@ -291,20 +307,20 @@ def demo(
         raise typer.BadParameter(f"the bundled data holds {available} days after warm-up", param_hint="--days")
     run_and_print(RunSpec(
         symbol, candles, end_excl - days * DAY_MS, end_excl - MINUTE_MS, "1m", "5m",
-        rule_strategy(10, 50, 1.0, 0.6, 360, shorts=True), "ma-crossover", str(out)))
+        rule_strategy(10, 50, 1.0, 0.6, 360, shorts=True), "ma-crossover", str(out)), verbose)
 
 
 @app.command()
 def backtest(
     candles: Path = typer.Option(..., exists=True, dir_okay=False, readable=True,
-                                 help="1m candles: .csv (header timestamp,open,high,low,close,volume; "
-                                      "epoch ms or ISO times), .npz or .parquet."),
+                                 help="1m candles: .csv with header timestamp,open,high,low,close,volume "
+                                      "(epoch ms or ISO time), .npz or .parquet."),
     symbol: str = typer.Option(..., help="Symbol name shown in the report."),
     interval: str = typer.Option("5m", help=f"Strategy interval: {', '.join(STRATEGY_INTERVALS)}."),
     fast: int = typer.Option(10, min=1, help="Fast moving average length (1m closes)."),
     slow: int = typer.Option(50, min=2, help="Slow moving average length (1m closes)."),
-    tp: float = typer.Option(1.0, min=0, min_open=True, help="Take profit, % from the entry."),
-    sl: float = typer.Option(0.6, min=0, min_open=True, help="Stop loss, % from the entry."),
+    tp: float = typer.Option(1.0, help="Take profit, % from the entry."),
+    sl: float = typer.Option(0.6, help="Stop loss, % from the entry."),
     minutes: int = typer.Option(360, min=1, help="Signal lifetime in minutes."),
     shorts: bool = typer.Option(True, "--shorts/--no-shorts", help="Also trade short crossovers."),
     start: Optional[str] = typer.Option(None, help="Frame start, ISO-8601 (default: after warm-up)."),
@@ -312,21 +328,24 @@ def backtest(
     frame_interval: str = typer.Option("1m", help=f"Frame step: {', '.join(FRAME_INTERVALS)}."),
     name: str = typer.Option("ma-crossover", help="Strategy name (and report file name)."),
     out: Path = typer.Option(Path("./dump/backtest"), help="Directory (or .md file) for the report."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every reported error to stderr."),
 ) -> None:
     """Backtest the moving-average rule on your own 1m candles."""
     _check_choice(interval, STRATEGY_INTERVALS, "--interval")
     _check_choice(frame_interval, FRAME_INTERVALS, "--frame-interval")
+    if tp <= 0 or sl <= 0:
+        raise typer.BadParameter("--tp and --sl must be > 0", param_hint="--tp/--sl")
     if fast >= slow:
         raise typer.BadParameter(f"--fast ({fast}) must be smaller than --slow ({slow})", param_hint="--fast")
     try:
         data = load_candles(candles)
     except CandleFileError as e:
         raise typer.BadParameter(str(e), param_hint="--candles") from None
-    warmup = max(slow + 1, cfg.CC_AVG_PRICE_CANDLES_COUNT)
+    warmup = max(slow + 1, bk.get_config()["CC_AVG_PRICE_CANDLES_COUNT"])
     start_ms, end_ms = frame_bounds(data, parse_date(start, "--start"), parse_date(end, "--end"), warmup)
     run_and_print(RunSpec(
         symbol, data, start_ms, end_ms, frame_interval, interval,
-        rule_strategy(fast, slow, tp, sl, minutes, shorts=shorts), name, str(out)))
+        rule_strategy(fast, slow, tp, sl, minutes, shorts=shorts), name, str(out)), verbose)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional, Sequence
 
 from ._time import MINUTE_MS, interval_ms, to_datetime
 from .config import cfg
@@ -20,8 +20,9 @@ from .events import hub
 from .exchange import ExchangeClient
 from .pnl import compute_pnl
 from .schema import StrategySchema, callback
+from .risk import RiskCheckArgs
 from .signal import (ActiveResult, CancelledResult, ClosedResult, IdleResult, OpenedResult,
-                     ScheduledResult, SignalRow, WaitingResult, new_id, plain_note,
+                     ScheduledResult, Signal, SignalRow, WaitingResult, new_id, plain_note,
                      signal_errors, to_signal, validation_message)
 
 PARTIAL_LEVELS = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
@@ -31,7 +32,8 @@ class StrategyState:
     """Per (symbol, strategy, mode) state and every transition of a signal."""
 
     def __init__(self, schema: StrategySchema, exchange: ExchangeClient, symbol: str, *,
-                 backtest: bool, record: Callable[[Any], None] | None = None, store=None):
+                 backtest: bool, record: Callable[[Any], None] | None = None, store=None,
+                 risks: Sequence = ()):
         self.schema = schema
         self.exchange = exchange
         self.symbol = symbol
@@ -45,6 +47,7 @@ class StrategyState:
         self._record = record
         self._partial: dict[str, tuple[set, set]] = {}
         self.store = store            # live: where state is written before each event
+        self.risks = list(risks)      # RiskBooks of the strategy's risk_name + risk_list
         self.journal: list[dict] = []  # live: every closed / cancelled result, durable
         self.cursor: Optional[int] = None  # live: the tick in progress or last done
         cbs = schema.callbacks
@@ -99,6 +102,8 @@ class StrategyState:
             self.scheduled = None
         self.pending = row
         self.save()
+        for b in self.risks:
+            b.add(self.strategy_name, self.symbol, row, when)
         await self._call("on_write", self.symbol, row, self.backtest)
         await self._call("on_open", self.symbol, row, row.price_open, self.backtest)
         result = OpenedResult(**self._base(row.price_open, row))
@@ -112,6 +117,8 @@ class StrategyState:
             await self._call("on_close", self.symbol, row, price, self.backtest)
         self._partial.pop(row.id, None)
         self.pending = None
+        for b in self.risks:
+            b.remove(self.strategy_name, self.symbol)
         result = ClosedResult(**self._base(price, row), close_reason=reason, close_timestamp=when, pnl=pnl)
         self._journal(result)
         if self.store is not None:
@@ -128,6 +135,28 @@ class StrategyState:
         await self._call("on_cancel", self.symbol, row, price, self.backtest)
         await self.publish(result)
         return result
+
+    async def fill(self, price: float, when: int):
+        """The waiting order's price was reached: open it, unless a risk profile refuses (then
+        it is cancelled at `price`)."""
+        row = self.scheduled
+        if not await self.risk_ok(_as_signal(row), row.price_open, when):
+            return await self.cancel(price, when)
+        return await self.open(row, when)
+
+    async def risk_ok(self, signal, price: float, when: int) -> bool:
+        """Every risk profile of the strategy allows `signal` (the first refusal wins)."""
+        for b in self.risks:
+            positions = list(b.positions.values())
+            rejection = await b.check(RiskCheckArgs(
+                pending_signal=signal, symbol=self.symbol, strategy_name=self.strategy_name,
+                exchange_name=self.exchange.name, current_price=price, timestamp=when,
+                active_position_count=len(positions), active_positions=positions))
+            if rejection is not None:
+                if self._record is not None:
+                    self._record(rejection)
+                return False
+        return True
 
     async def progress(self, price: float, when: int) -> tuple[float, float]:
         """Progress of the open position toward TP / SL; fires each new 10 % level once."""
@@ -154,10 +183,13 @@ class StrategyState:
             if percent >= level and level not in reached:
                 reached.add(level)
                 self.save()
-                await hub.emit(topic, PartialEvent(
+                event = PartialEvent(
                     symbol=self.symbol, strategy_name=self.strategy_name,
                     exchange_name=self.exchange.name, signal=row, current_price=price,
-                    level=level, backtest=self.backtest, timestamp=when))
+                    level=level, backtest=self.backtest, timestamp=when, action=topic[8:])
+                if self._record is not None:
+                    self._record(event)
+                await hub.emit(topic, event)
 
     # --- persistence (live) -------------------------------------------------------------
 
@@ -206,6 +238,11 @@ class StrategyState:
         self.last_bucket = data.get("last_bucket")
         self.cursor = data.get("cursor")
         self.journal = list(data.get("journal", []))
+        for b in self.risks:  # the position file is the truth; risk books follow it
+            if self.pending is not None:
+                b.add(self.strategy_name, self.symbol, self.pending, self.pending.pending_at)
+            else:
+                b.remove(self.strategy_name, self.symbol)
         return True
 
     async def announce_restored(self, when: int) -> None:
@@ -251,7 +288,12 @@ class StrategyState:
             result = ScheduledResult(**self._base(price, row))
             await self.publish(result)
             return result
-        return await self.open(row, when)
+        if not self.risks or await self.risk_ok(_as_signal(row), row.price_open, when):
+            return await self.open(row, when)
+        await self._call("on_idle", self.symbol, price, self.backtest)
+        result = IdleResult(**self._base(price, None))
+        await self.publish(result)
+        return result
 
     async def _tick_waiting(self, when: int):
         row = self.scheduled
@@ -262,7 +304,7 @@ class StrategyState:
         if (price <= row.price_stop_loss) if long else (price >= row.price_stop_loss):
             return await self.cancel(price, when)  # D18: the stop beat the fill
         if (price <= row.price_open) if long else (price >= row.price_open):
-            return await self.open(row, when)
+            return await self.fill(price, when)
         result = WaitingResult(**self._base(price, row))
         await self.publish(result)
         return result
@@ -298,7 +340,10 @@ class StrategyState:
                                         cfg.CC_MAX_SIGNAL_GENERATION_SECONDS)
             if value is None:
                 return None
-            return self._build(to_signal(value), when, price)
+            sig = to_signal(value)
+            if self.risks and not await self.risk_ok(sig, price, when):
+                return None
+            return self._build(sig, when, price)
         except TimeoutError:
             await hub.report(TimeoutError(
                 f"get_signal of strategy {self.strategy_name!r} for {self.symbol} took longer than "
@@ -325,6 +370,12 @@ class StrategyState:
         if isinstance(row.minute_estimated_time, float):
             row.minute_estimated_time = int(row.minute_estimated_time)
         return row
+
+
+def _as_signal(row: SignalRow) -> Signal:
+    return Signal(position=row.position, price_take_profit=row.price_take_profit,
+                  price_stop_loss=row.price_stop_loss, minute_estimated_time=row.minute_estimated_time,
+                  price_open=row.price_open, note=row.note, id=row.id)
 
 
 async def _with_timeout(value, seconds: float):
@@ -380,3 +431,4 @@ class PartialEvent:
     level: int
     backtest: bool
     timestamp: int
+    action: str = "profit"  # "profit" | "loss"

@@ -21,6 +21,11 @@ def _first(mask: np.ndarray) -> int:
     return i if len(mask) and mask[i] else -1
 
 
+def price_at(v: np.ndarray, c: Candles, k: int) -> float:
+    """VWAP of the candles up to k (fewer than CC_AVG_PRICE_CANDLES_COUNT at the data's start)."""
+    return float(v[k]) if np.isfinite(v[k]) else vwap(c[: k + 1][-cfg.CC_AVG_PRICE_CANDLES_COUNT:])
+
+
 def _price_at_end(c: Candles, v: np.ndarray) -> float:
     """VWAP of the last CC_AVG_PRICE_CANDLES_COUNT candles (fewer when that is all there is)."""
     n = cfg.CC_AVG_PRICE_CANDLES_COUNT
@@ -78,9 +83,9 @@ async def _scan_waiting(state: StrategyState, c: Candles, v: np.ndarray, k0: int
     k = k0 + i
     when = int(c.timestamp[k])
     if timeout[i] or stop[i]:  # the timeout, then the stop, beat a fill on the same candle
-        return await state.cancel(float(v[k]) if np.isfinite(v[k]) else vwap(c[: k + 1][-cfg.CC_AVG_PRICE_CANDLES_COUNT:]), when)
-    await state.open(row, when)  # D5: the fill is an `opened` event
-    return k
+        return await state.cancel(price_at(v, c, k), when)
+    result = await state.fill(price_at(v, c, k), when)  # D5: the fill is an `opened` event
+    return result if isinstance(result, CancelledResult) else k
 
 
 async def _scan_open(state: StrategyState, c: Candles, v: np.ndarray, k0: int) -> ClosedResult:
@@ -104,8 +109,7 @@ async def _scan_open(state: StrategyState, c: Candles, v: np.ndarray, k0: int) -
     k = k0 + i
     when = int(c.timestamp[k])
     if expired[i]:
-        price = float(v[k]) if np.isfinite(v[k]) else vwap(c[: k + 1][-cfg.CC_AVG_PRICE_CANDLES_COUNT:])
-        return await state.close("time_expired", price, when)
+        return await state.close("time_expired", price_at(v, c, k), when)
     if tp[i]:  # TP wins when one candle reaches both
         return await state.close("take_profit", row.price_take_profit, when)
     return await state.close("stop_loss", row.price_stop_loss, when)

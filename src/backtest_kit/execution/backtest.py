@@ -10,7 +10,7 @@ from typing import AsyncIterator, Callable, Optional
 
 import numpy as np
 
-from .. import registry
+from .. import registry, risk
 from .._time import MINUTE_MS, to_datetime
 from ..events import hub
 from ..exchange import ExchangeClient, maybe_await
@@ -73,7 +73,10 @@ async def run_frames(inst: Instance, symbol: str, strategy_name: str, exchange_n
     strategy = registry.get_strategy(strategy_name, "Backtest.run")
     frame = registry.get_frame(frame_name, "Backtest.run")
     exchange = ExchangeClient(registry.get_exchange(exchange_name, "Backtest.run"), backtest=True)
-    state = StrategyState(strategy, exchange, symbol, backtest=True, record=inst.record)
+    books = [risk.book(name, True) for name in strategy.risk_names]
+    for b in books:  # a new run starts flat for this strategy and symbol
+        b.remove(strategy_name, symbol)
+    state = StrategyState(strategy, exchange, symbol, backtest=True, record=inst.record, risks=books)
     inst.state = state
     if inst._is_stopped:
         state.stopped = True

@@ -11,6 +11,8 @@ from typing import Any, Awaitable, Callable, Optional
 
 from ..errors import BacktestKitError
 from ..events import hub
+from ..lifecycle import PartialEvent
+from ..risk import RiskEvent
 
 
 @dataclass(slots=True)
@@ -42,6 +44,8 @@ class Instance:
         self.results: list = []     # closed and cancelled results of the last run
         self.events: list = []      # every non-idle tick result of the last run, in order
         self.perf: list = []        # PerformanceEvent samples of the last run
+        self.rejections: list = []  # RiskEvents of the last run
+        self.partials: list = []    # PartialEvents of the last run
 
     @property
     def status(self) -> str:
@@ -60,12 +64,20 @@ class Instance:
         self.results = []
         self.events = []
         self.perf = []
+        self.rejections = []
+        self.partials = []
 
     def end(self) -> None:
         self._running = False
         self._is_done = True
 
     def record(self, result) -> None:
+        if isinstance(result, RiskEvent):
+            self.rejections.append(result)
+            return
+        if isinstance(result, PartialEvent):
+            self.partials.append(result)
+            return
         if result.action == "idle":
             return  # idle ticks are observable through listeners, not worth keeping
         self.events.append(result)

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable, Optional
 
-from .. import registry
+from .. import registry, risk
 from .._time import MINUTE_MS
 from ..clock import Clock, SystemClock, VirtualClock
 from ..config import cfg
@@ -40,6 +40,18 @@ class LiveStore:
     def describe(self) -> str:
         path = getattr(self.backend, "path", None)
         return str(path("live", self.key)) if callable(path) else f"live/{self.key} in {self.backend!r}"
+
+
+def live_book(risk_name: str, backend: PersistBackend) -> risk.RiskBook:
+    """The live risk book, loaded from the backend the first time this process uses it."""
+    b = risk.book(risk_name, False)
+    if b.store is None:
+        for p in backend.read("risk", risk_name) or []:
+            b.positions[f"{p['strategy_name']}:{p['symbol']}"] = risk.ActivePosition(
+                p["strategy_name"], p["symbol"], SignalRow(**p["signal"]) if p.get("signal") else None,
+                p["open_timestamp"])
+        b.store = backend
+    return b
 
 
 def next_tick(when: int) -> int:
@@ -87,8 +99,11 @@ async def run_live(inst: Instance, symbol: str, strategy_name: str, exchange_nam
     strategy = registry.get_strategy(strategy_name, "Live.run")
     exchange = ExchangeClient(registry.get_exchange(exchange_name, "Live.run"), backtest=False,
                               sleep=clock.sleep, now_ms=clock.now_ms)
-    store = LiveStore(current_backend(), symbol, strategy_name)
-    state = StrategyState(strategy, exchange, symbol, backtest=False, record=inst.record, store=store)
+    backend = current_backend()
+    store = LiveStore(backend, symbol, strategy_name)
+    books = [live_book(name, backend) for name in strategy.risk_names]
+    state = StrategyState(strategy, exchange, symbol, backtest=False, record=inst.record, store=store,
+                          risks=books)
     inst.state = state
     if state.load_saved():
         # Trades closed before a restart still count in this instance's statistics.

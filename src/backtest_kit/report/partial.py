@@ -1,0 +1,78 @@
+"""The partial profit/loss report: each 10 % level of progress toward TP or SL, once per signal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+from .. import registry
+from .backtest import write_report
+from .schedule import InstanceSource, default_instances, dump_path, find_instance
+from .table import Column, fmt_price, fmt_time, render_table
+
+
+@dataclass(slots=True)
+class PartialStatistics:
+    event_list: list = field(default_factory=list)
+    total_events: int = 0
+    total_profit: int = 0
+    total_loss: int = 0
+
+
+def partial_statistics(events) -> PartialStatistics:
+    events = list(events)
+    profit = sum(1 for e in events if e.action == "profit")
+    return PartialStatistics(events, len(events), profit, len(events) - profit)
+
+
+def partial_columns() -> list[Column]:
+    """Default columns (rows are PartialEvent)."""
+    return [
+        Column("action", "Action", lambda e: e.action.upper()),
+        Column("symbol", "Symbol", lambda e: e.symbol),
+        Column("strategy_name", "Strategy", lambda e: e.strategy_name),
+        Column("signal_id", "Signal ID", lambda e: e.signal.id),
+        Column("position", "Position", lambda e: e.signal.position.upper()),
+        Column("level", "Level %", lambda e: f"{'+' if e.action == 'profit' else '-'}{e.level}%"),
+        Column("current_price", "Current Price", lambda e: fmt_price(e.current_price)),
+        Column("timestamp", "Timestamp", lambda e: fmt_time(e.timestamp)),
+        Column("mode", "Mode", lambda e: "Backtest" if e.backtest else "Live"),
+    ]
+
+
+async def render_partial_report(symbol: str, strategy_name: str, stats: PartialStatistics,
+                                columns: Optional[Sequence[Column]] = None) -> str:
+    title = f"# Partial Profit/Loss Report: {symbol}:{strategy_name}"
+    if not stats.total_events:
+        return f"{title}\n\nNo partial profit/loss events recorded yet."
+    table = await render_table(stats.event_list, partial_columns() if columns is None else columns)
+    return "\n\n".join([title, table, f"**Total events:** {stats.total_events}",
+                        f"**Profit events:** {stats.total_profit}", f"**Loss events:** {stats.total_loss}"])
+
+
+class PartialUtils:
+    """`bk.Partial`: partial profit / loss levels reached for a symbol and strategy."""
+
+    def __init__(self, instances: InstanceSource):
+        self._instances = instances
+
+    def _stats(self, symbol, strategy_name, backtest, source) -> PartialStatistics:
+        registry.validate_strategy_refs(strategy_name, source)
+        inst = find_instance(self._instances, backtest, symbol, strategy_name)
+        return partial_statistics(inst.partials if inst is not None else [])
+
+    async def get_data(self, symbol: str, strategy_name: str, backtest: bool = True) -> PartialStatistics:
+        return self._stats(symbol, strategy_name, backtest, "Partial.get_data")
+
+    async def get_report(self, symbol: str, strategy_name: str, backtest: bool = True, columns=None) -> str:
+        return await render_partial_report(
+            symbol, strategy_name, self._stats(symbol, strategy_name, backtest, "Partial.get_report"), columns)
+
+    async def dump(self, symbol: str, strategy_name: str, backtest: bool = True, path=None, columns=None) -> str:
+        """Write the report (default ./dump/partial/<symbol>_<strategy>.md); returns the path."""
+        text = await render_partial_report(
+            symbol, strategy_name, self._stats(symbol, strategy_name, backtest, "Partial.dump"), columns)
+        return await write_report(dump_path(path, "partial", f"{symbol}_{strategy_name}"), text)
+
+
+Partial = PartialUtils(default_instances)

@@ -1,0 +1,88 @@
+"""The risk report: signals rejected by risk profiles, counted by symbol and by strategy."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+from .. import registry
+from ..config import cfg
+from ..signal import plain_note
+from .backtest import write_report
+from .schedule import InstanceSource, default_instances, dump_path, find_instance
+from .table import Column, fmt_price, fmt_time, render_table
+
+
+@dataclass(slots=True)
+class RiskStatistics:
+    event_list: list = field(default_factory=list)
+    total_rejections: int = 0
+    by_symbol: dict = field(default_factory=dict)
+    by_strategy: dict = field(default_factory=dict)
+
+
+def risk_statistics(events) -> RiskStatistics:
+    events = list(events)
+    return RiskStatistics(events, len(events), dict(Counter(e.symbol for e in events)),
+                          dict(Counter(e.strategy_name for e in events)))
+
+
+def risk_columns() -> list[Column]:
+    """Default columns (rows are RiskEvent)."""
+    sig = lambda e: e.pending_signal  # noqa: E731
+    return [
+        Column("symbol", "Symbol", lambda e: e.symbol),
+        Column("strategy_name", "Strategy", lambda e: e.strategy_name),
+        Column("signal_id", "Signal ID", lambda e: sig(e).id or "N/A"),
+        Column("position", "Position", lambda e: str(sig(e).position).upper()),
+        Column("note", "Note", lambda e: plain_note(sig(e).note) or "N/A", lambda: cfg.CC_REPORT_SHOW_SIGNAL_NOTE),
+        Column("exchange_name", "Exchange", lambda e: e.exchange_name),
+        Column("open_price", "Open Price", lambda e: fmt_price(sig(e).price_open)),
+        Column("take_profit", "Take Profit", lambda e: fmt_price(sig(e).price_take_profit)),
+        Column("stop_loss", "Stop Loss", lambda e: fmt_price(sig(e).price_stop_loss)),
+        Column("current_price", "Current Price", lambda e: fmt_price(e.current_price)),
+        Column("active_position_count", "Active Positions", lambda e: str(e.active_position_count)),
+        Column("comment", "Reason", lambda e: e.comment),
+        Column("timestamp", "Timestamp", lambda e: fmt_time(e.timestamp)),
+    ]
+
+
+async def render_risk_report(symbol: str, strategy_name: str, stats: RiskStatistics,
+                             columns: Optional[Sequence[Column]] = None) -> str:
+    title = f"# Risk Rejection Report: {symbol}:{strategy_name}"
+    if not stats.total_rejections:
+        return f"{title}\n\nNo risk rejections recorded yet."
+    table = await render_table(stats.event_list, risk_columns() if columns is None else columns)
+    parts = [title, table, f"**Total rejections:** {stats.total_rejections}", "## Rejections by Symbol",
+             "\n".join(f"- {k}: {v}" for k, v in stats.by_symbol.items()), "## Rejections by Strategy",
+             "\n".join(f"- {k}: {v}" for k, v in stats.by_strategy.items())]
+    return "\n\n".join(p for p in parts if p)
+
+
+class RiskUtils:
+    """`bk.Risk`: signals refused by risk profiles for a symbol and strategy."""
+
+    def __init__(self, instances: InstanceSource):
+        self._instances = instances
+
+    def _stats(self, symbol, strategy_name, backtest, source) -> RiskStatistics:
+        registry.validate_strategy_refs(strategy_name, source)
+        inst = find_instance(self._instances, backtest, symbol, strategy_name)
+        return risk_statistics(inst.rejections if inst is not None else [])
+
+    async def get_data(self, symbol: str, strategy_name: str, backtest: bool = True) -> RiskStatistics:
+        return self._stats(symbol, strategy_name, backtest, "Risk.get_data")
+
+    async def get_report(self, symbol: str, strategy_name: str, backtest: bool = True, columns=None) -> str:
+        return await render_risk_report(symbol, strategy_name,
+                                        self._stats(symbol, strategy_name, backtest, "Risk.get_report"), columns)
+
+    async def dump(self, symbol: str, strategy_name: str, backtest: bool = True, path=None, columns=None) -> str:
+        """Write the report (default ./dump/risk/<symbol>_<strategy>.md); returns the path."""
+        text = await render_risk_report(symbol, strategy_name,
+                                        self._stats(symbol, strategy_name, backtest, "Risk.dump"), columns)
+        return await write_report(dump_path(path, "risk", f"{symbol}_{strategy_name}"), text)
+
+
+Risk = RiskUtils(default_instances)

@@ -1,0 +1,126 @@
+"""Risk profiles: validations over the pending signal and the portfolio's active positions.
+
+One book of active positions per (risk name, mode), shared by every strategy and symbol that
+uses the profile; positions are keyed "strategy:symbol", added on open, removed on close.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from . import registry
+from .events import hub
+from .exchange import maybe_await
+from .schema import RiskSchema, callback
+from .signal import Signal
+
+
+@dataclass(slots=True)
+class ActivePosition:
+    strategy_name: str
+    symbol: str
+    signal: Any
+    open_timestamp: int
+
+
+@dataclass(slots=True)
+class RiskCheckArgs:
+    """What each validation receives."""
+
+    pending_signal: Signal
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    current_price: float
+    timestamp: int
+    active_position_count: int
+    active_positions: list
+
+
+@dataclass(slots=True, kw_only=True)
+class RiskEvent:
+    """Payload of listen_risk: a signal a risk profile rejected."""
+
+    symbol: str
+    pending_signal: Signal
+    strategy_name: str
+    exchange_name: str
+    current_price: float
+    active_position_count: int
+    comment: str
+    timestamp: int
+    backtest: bool
+    risk_name: str = ""
+    error: Optional[BaseException] = None
+
+
+class RiskBook:
+    """Active positions of one risk profile in one mode."""
+
+    def __init__(self, schema: RiskSchema, backtest: bool):
+        self.schema = schema
+        self.backtest = backtest
+        self.positions: dict[str, ActivePosition] = {}
+        self.store = None  # live: a backend to write the positions to
+
+    def add(self, strategy_name: str, symbol: str, signal, when: int) -> None:
+        self.positions[f"{strategy_name}:{symbol}"] = ActivePosition(strategy_name, symbol, signal, when)
+        self._save()
+
+    def remove(self, strategy_name: str, symbol: str) -> None:
+        if self.positions.pop(f"{strategy_name}:{symbol}", None) is not None:
+            self._save()
+
+    def _save(self) -> None:
+        if self.store is not None:
+            self.store.write("risk", self.schema.risk_name, [
+                {"strategy_name": p.strategy_name, "symbol": p.symbol, "open_timestamp": p.open_timestamp,
+                 "signal": p.signal.to_dict() if hasattr(p.signal, "to_dict") else None}
+                for p in self.positions.values()])
+
+    async def check(self, args: RiskCheckArgs) -> Optional[RiskEvent]:
+        """None when every validation passes; else the rejection (already announced)."""
+        cbs = self.schema.callbacks
+        for v in self.schema.validations:
+            try:
+                await maybe_await(v.validate(args))
+            except Exception as e:  # noqa: BLE001 - raising is how a validation rejects
+                event = RiskEvent(symbol=args.symbol, pending_signal=args.pending_signal,
+                                  strategy_name=args.strategy_name, exchange_name=args.exchange_name,
+                                  current_price=args.current_price,
+                                  active_position_count=args.active_position_count,
+                                  comment=v.note or "N/A", timestamp=args.timestamp, backtest=self.backtest,
+                                  risk_name=self.schema.risk_name, error=e)
+                await hub.emit("validation", e)
+                await hub.emit("risk", event)
+                await _call(cbs, "on_rejected", args.symbol, args)
+                return event
+        await _call(cbs, "on_allowed", args.symbol, args)
+        return None
+
+
+async def _call(cbs, name: str, *args) -> None:
+    fn = callback(cbs, name)
+    if fn is None:
+        return
+    try:
+        await maybe_await(fn(*args))
+    except Exception as e:  # noqa: BLE001 - a callback never breaks a check
+        await hub.report(e, f"risk callback {name}")
+
+
+_books: dict[tuple[str, bool], RiskBook] = {}  # part of the registry state; cleared by bk.reset()
+
+
+def book(risk_name: str, backtest: bool) -> RiskBook:
+    """The shared book of `risk_name` in one mode (created on first use)."""
+    key = (risk_name, backtest)
+    b = _books.get(key)
+    if b is None:
+        b = _books[key] = RiskBook(registry.get_risk(risk_name), backtest)
+    return b
+
+
+def reset() -> None:
+    _books.clear()

@@ -1,0 +1,96 @@
+"""The backtest-kit console script: demo on bundled data, backtest on a user CSV, clear input errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import backtest_kit as bk
+from backtest_kit.cli import app, demo_candles
+from backtest_kit.demo import synthetic_candles
+
+runner = CliRunner(env={"COLUMNS": "200"})  # wide enough that rich does not wrap paths
+
+
+@pytest.fixture(autouse=True)
+def _fresh():
+    bk.reset()
+    yield
+    bk.reset()
+
+
+def _report(output: str) -> Path:
+    match = re.search(r"Report: (.+\.md)", output)
+    assert match, output
+    return Path(match.group(1).strip())
+
+
+def _write_csv(path: Path, candles: np.ndarray) -> Path:
+    lines = ["timestamp,open,high,low,close,volume"]
+    lines += [f"{int(r[0])},{r[1]},{r[2]},{r[3]},{r[4]},{r[5]}" for r in candles]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_bundled_data_is_45_days_of_1m_candles():
+    candles = demo_candles()
+    assert candles.shape == (45 * 1440, 6)
+    assert (np.diff(candles[:, 0]) == 60_000).all()
+
+
+def test_demo_runs_and_dumps_the_report(tmp_path):
+    result = runner.invoke(app, ["demo", "--days", "3", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "Trades" in result.output
+    report = _report(result.output)
+    assert report.exists() and report.parent == tmp_path
+    assert report.read_text().startswith("# Backtest Report")
+
+
+def test_demo_rejects_more_days_than_bundled(tmp_path):
+    result = runner.invoke(app, ["demo", "--days", "45", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "44 days" in result.output
+
+
+def test_backtest_on_a_user_csv(tmp_path):
+    csv = _write_csv(tmp_path / "candles.csv", synthetic_candles(2 * 1440))
+    out = tmp_path / "reports"
+    result = runner.invoke(app, ["backtest", "--candles", str(csv), "--symbol", "ETHUSDT",
+                                 "--interval", "5m", "--fast", "10", "--slow", "50", "--tp", "1.0",
+                                 "--sl", "1.0", "--minutes", "360", "--no-shorts",
+                                 "--start", "2024-01-01T06:00:00Z", "--end", "2024-01-02T12:00Z",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = _report(result.output)
+    assert report == out / "ma-crossover.md" and report.exists()
+    text = report.read_text()
+    assert text.startswith("# Backtest Report") and "ETHUSDT" in text
+    assert "| LONG |" in text and "SHORT" not in text
+
+
+def test_backtest_missing_file_names_it(tmp_path):
+    missing = tmp_path / "nope.csv"
+    result = runner.invoke(app, ["backtest", "--candles", str(missing), "--symbol", "X"])
+    assert result.exit_code != 0
+    assert "nope.csv" in result.output
+
+
+def test_backtest_bad_columns(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,open,high\n1,2,3\n")
+    result = runner.invoke(app, ["backtest", "--candles", str(bad), "--symbol", "X"])
+    assert result.exit_code == 2
+    assert "missing column" in result.output
+
+
+def test_backtest_bad_date(tmp_path):
+    csv = _write_csv(tmp_path / "candles.csv", synthetic_candles(300))
+    result = runner.invoke(app, ["backtest", "--candles", str(csv), "--symbol", "X",
+                                 "--start", "yesterday"])
+    assert result.exit_code == 2
+    assert "ISO-8601" in result.output
