@@ -94,3 +94,22 @@ def test_backtest_bad_date(tmp_path):
                                  "--start", "yesterday"])
     assert result.exit_code == 2
     assert "ISO-8601" in result.output
+
+
+def test_live_paper_replays_and_a_restart_resumes(tmp_path):
+    args = ["live", "--paper", "--start", "2024-02-12T00:00", "--state", str(tmp_path / "state"),
+            "--out", str(tmp_path)]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    closed = first.output.count(" CLOSED ")
+    assert closed > 0 and f"{closed} closed trades" in first.output
+    bk.reset()
+    second = runner.invoke(app, args)  # same state: nothing is traded twice
+    assert second.exit_code == 0, second.output
+    assert " OPENED " not in second.output and f"{closed} closed trades" in second.output
+    assert (tmp_path / "ma-crossover.md").read_text().startswith("# Live Trading Report: ma-crossover")
+
+
+def test_live_without_paper_explains(tmp_path):
+    result = runner.invoke(app, ["live"])
+    assert result.exit_code != 0 and "--paper" in result.output

@@ -33,6 +33,7 @@ from .report.heat import Heat, HeatmapRow, HeatmapStatistics
 from .report.performance import MetricStats, Performance, PerformanceStatistics
 from .report.schedule import Schedule, ScheduledEvent, ScheduleStatistics
 from .report.table import Column
+from .sizing import PositionSize, SizingCalculateParams
 from .signal import (ActiveResult, CancelledResult, ClosedResult, IdleResult, OpenedResult, PnL,
                      ScheduledResult, Signal, SignalRow, WaitingResult)
 from .stats import BacktestStatistics

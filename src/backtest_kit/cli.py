@@ -348,5 +348,66 @@ def backtest(
         rule_strategy(fast, slow, tp, sl, minutes, shorts=shorts), name, str(out)), verbose)
 
 
+async def _run_paper(symbol: str, data: np.ndarray, start_ms: int, end_ms: int, interval: str,
+                     get_signal: Callable, name: str, backend, out: str, console: Console):
+    """Drive Live over the candles with a virtual clock; restarts resume from the saved state."""
+    bk.use_persist_adapter(backend)
+    bk.add_exchange(exchange_name="cli-replay", get_candles=ArrayExchange(data).get_candles)
+    bk.add_strategy(strategy_name=name, interval=interval, get_signal=get_signal)
+    clock = bk.VirtualClock(start_ms, end_ms)
+    async for r in bk.Live.run(symbol, strategy_name=name, exchange_name="cli-replay", clock=clock):
+        extra = f" {r.close_reason} {r.pnl.pnl_percentage:+.2f}%" if r.action == "closed" else ""
+        console.print(f"{iso(clock.now_ms())[:16]} {r.action.upper():9} {r.signal.position:5} "
+                      f"@ {r.current_price:.2f}{extra}", highlight=False)
+    stats = await bk.Live.get_data(symbol, name)
+    return stats, await bk.Live.dump(symbol, name, path=out)
+
+
+@app.command()
+def live(
+    paper: bool = typer.Option(False, "--paper", help="Paper-trade: replay candles on a virtual clock."),
+    candles: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, readable=True,
+                                           help="1m candles to replay (default: the bundled demo data)."),
+    symbol: str = typer.Option("BTCUSDT", help="Symbol name."),
+    interval: str = typer.Option("5m", help=f"Strategy interval: {', '.join(STRATEGY_INTERVALS)}."),
+    fast: int = typer.Option(10, min=1), slow: int = typer.Option(50, min=2),
+    tp: float = typer.Option(1.0), sl: float = typer.Option(0.6), minutes: int = typer.Option(360, min=1),
+    shorts: bool = typer.Option(True, "--shorts/--no-shorts"),
+    start: Optional[str] = typer.Option(None, help="Replay start, ISO-8601 (default: after warm-up)."),
+    end: Optional[str] = typer.Option(None, help="Replay end, ISO-8601 (default: the last candle)."),
+    state: Path = typer.Option(Path("./dump/data"), help="Directory (file backend) or .sqlite file for state."),
+    name: str = typer.Option("ma-crossover", help="Strategy name."),
+    out: Path = typer.Option(Path("./dump/live"), help="Directory (or .md file) for the report."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run the moving-average rule live. Only --paper is available from the command line: real
+    trading needs your own exchange adapter registered with bk.add_exchange (see README)."""
+    if not paper:
+        raise typer.BadParameter("only --paper trading is available from the CLI; for a real exchange "
+                                 "register it in Python and call bk.Live.run", param_hint="--paper")
+    _check_choice(interval, STRATEGY_INTERVALS, "--interval")
+    try:
+        data = load_candles(candles) if candles else demo_candles()
+    except CandleFileError as e:
+        raise typer.BadParameter(str(e), param_hint="--candles") from None
+    warmup = max(slow + 1, bk.get_config()["CC_AVG_PRICE_CANDLES_COUNT"])
+    start_ms, end_ms = frame_bounds(data, parse_date(start, "--start"), parse_date(end, "--end"), warmup)
+    backend = bk.SqliteBackend(state) if state.suffix in (".sqlite", ".db") else bk.FileBackend(state)
+    _set_verbose(verbose)
+    console = Console()
+    started = time.perf_counter()
+    try:
+        stats, path = asyncio.run(_run_paper(symbol, data, start_ms + 1, end_ms, interval,
+                                             rule_strategy(fast, slow, tp, sl, minutes, shorts=shorts),
+                                             name, backend, str(out), console))
+    except bk.BacktestKitError as e:
+        console.print(f"[red]Error:[/red] {escape(str(e))}")
+        raise typer.Exit(1) from None
+    console.print(f"{stats.total_closed} closed trades, total PnL "
+                  f"{_fmt(stats.total_pnl, '+.2f', '%')} in {time.perf_counter() - started:.2f} s; "
+                  f"state in {state}", highlight=False)
+    console.print(f"Report: {path}", highlight=False, soft_wrap=True)
+
+
 if __name__ == "__main__":
     app()
