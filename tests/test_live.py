@@ -271,3 +271,29 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     assert len(notes) == len(set(notes))  # each signal closed (or cancelled) once
     assert trades == reference  # and exactly the uninterrupted run's trades
     assert still_open == reference_open
+
+
+def test_custom_adapters_per_kind(tmp_path):
+    class Memory:
+        def __init__(self):
+            self.data = {}
+
+        def read(self, kind, key):
+            return self.data.get((kind, key))
+
+        def write(self, kind, key, value):
+            self.data[(kind, key)] = json.loads(json.dumps(value))
+
+    signals, risks = Memory(), Memory()
+    bk.use_persist_signal_adapter(signals)
+    bk.use_persist_risk_adapter(risks)
+    bk.add_risk(risk_name="r", validations=[])
+    bk.add_exchange(exchange_name="ex", get_candles=ArrayExchange(flat(100)).get_candles)
+    fn, _ = once(LONG)
+    bk.add_strategy(strategy_name="s", interval="1m", get_signal=fn, risk_name="r")
+    asyncio.run(run(bk.VirtualClock(T0 + 10 * M + 1), n=1))
+    assert signals.data[("live", "BTC_s")]["pending"]["position"] == "long"
+    assert [p["symbol"] for p in risks.data[("risk", "r")]] == ["BTC"]
+    assert not Path("dump").exists()  # nothing went to the default files
+    with pytest.raises(TypeError, match="read"):
+        bk.use_persist_adapter(object())

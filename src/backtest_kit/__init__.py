@@ -18,7 +18,9 @@ from .execution.backtest import Backtest
 from .clock import SystemClock, VirtualClock
 from .execution.instance import DoneEvent, InstanceStatus
 from .execution.live import Live, LiveStatistics
-from .persist import FileBackend, PersistError, SqliteBackend, use_persist_adapter
+from .persist import (FileBackend, PersistBackend, PersistError, SqliteBackend, use_persist_adapter,
+                      use_persist_partial_adapter, use_persist_risk_adapter,
+                      use_persist_schedule_adapter, use_persist_signal_adapter)
 from .execution.walker import (StrategyResult, Walker, WalkerComplete, WalkerProgress,
                                WalkerProgressEvent, WalkerStatistics)
 from .lifecycle import PartialEvent

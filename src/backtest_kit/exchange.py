@@ -201,8 +201,14 @@ class ExchangeClient:
         lo, hi = s.index(start), s.index(end)
         c = s.c[lo:hi]
         if len(c) and int(c.timestamp[-1]) - int(c.timestamp[0]) == (len(c) - 1) * MINUTE_MS:
-            return c, s.vwap_array(n)[lo:hi]  # contiguous: the cached rolling VWAP applies
-        return c, rolling_vwap(c, n)
+            v = s.vwap_array(n)[lo:hi].copy()  # contiguous: the cached rolling VWAP applies
+        else:
+            v = rolling_vwap(c, n)
+        # The first n-1 candles have fewer than n predecessors *in this window*: their VWAP is
+        # over c[0..k] only, never over cached candles from before `start` (across a data gap).
+        for k in range(min(n - 1, len(c))):
+            v[k] = vwap(c[: k + 1])
+        return c, v
 
     async def format_price(self, symbol: str, price: float) -> str:
         fn = self.schema.format_price

@@ -122,22 +122,46 @@ class SqliteBackend:
         self._db.close()
 
 
-_backend: list[PersistBackend] = []  # the registry's one optional override (reset with bk.reset)
+_backends: dict[str, PersistBackend] = {}  # kind ("*", "live", "risk") -> backend; reset with bk.reset
+
+
+def _check(name: str, backend) -> None:
+    if backend is not None and not (callable(getattr(backend, "read", None))
+                                    and callable(getattr(backend, "write", None))):
+        raise TypeError(f"{name}: backend needs read(kind, key) and write(kind, key, value)")
+
+
+def _use(kind: str, name: str, backend: PersistBackend | None) -> None:
+    _check(name, backend)
+    if backend is None:
+        _backends.pop(kind, None)
+    else:
+        _backends[kind] = backend
 
 
 def use_persist_adapter(backend: PersistBackend | None) -> None:
-    """Store live state in `backend` (FileBackend, SqliteBackend or your own); None = default files."""
-    if backend is not None and not (callable(getattr(backend, "read", None))
-                                    and callable(getattr(backend, "write", None))):
-        raise TypeError("use_persist_adapter: backend needs read(kind, key) and write(kind, key, value)")
-    _backend.clear()
-    if backend is not None:
-        _backend.append(backend)
+    """Store all live state in `backend` (FileBackend, SqliteBackend or your own); None = files."""
+    _use("*", "use_persist_adapter", backend)
 
 
-def current_backend() -> PersistBackend:
-    return _backend[0] if _backend else FileBackend()
+def use_persist_signal_adapter(backend: PersistBackend | None) -> None:
+    """Backend of the per-strategy record: open position, waiting order, partial levels and
+    closed-trade journal live in one record so each transition is one atomic write."""
+    _use("live", "use_persist_signal_adapter", backend)
+
+
+use_persist_schedule_adapter = use_persist_signal_adapter
+use_persist_partial_adapter = use_persist_signal_adapter
+
+
+def use_persist_risk_adapter(backend: PersistBackend | None) -> None:
+    """Backend of the risk profiles' active positions."""
+    _use("risk", "use_persist_risk_adapter", backend)
+
+
+def current_backend(kind: str = "live") -> PersistBackend:
+    return _backends.get(kind) or _backends.get("*") or FileBackend()
 
 
 def reset() -> None:
-    _backend.clear()
+    _backends.clear()

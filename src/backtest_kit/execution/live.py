@@ -99,9 +99,8 @@ async def run_live(inst: Instance, symbol: str, strategy_name: str, exchange_nam
     strategy = registry.get_strategy(strategy_name, "Live.run")
     exchange = ExchangeClient(registry.get_exchange(exchange_name, "Live.run"), backtest=False,
                               sleep=clock.sleep, now_ms=clock.now_ms)
-    backend = current_backend()
-    store = LiveStore(backend, symbol, strategy_name)
-    books = [live_book(name, backend) for name in strategy.risk_names]
+    store = LiveStore(current_backend("live"), symbol, strategy_name)
+    books = [live_book(name, current_backend("risk")) for name in strategy.risk_names]
     state = StrategyState(strategy, exchange, symbol, backtest=False, record=inst.record, store=store,
                           risks=books)
     inst.state = state
