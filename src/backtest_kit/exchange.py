@@ -19,7 +19,7 @@ from .config import cfg
 from .errors import CandleError
 from .schema import ExchangeSchema, callback
 
-CHUNK = 20_000  # candles per cache fill; exchanges that return fewer are asked again
+CHUNK = 20_000  # candles of the first cache fill; each later fill asks for twice as many
 
 
 async def maybe_await(value):
@@ -90,6 +90,7 @@ class ExchangeClient:
         self._sleep = sleep
         self._now_ms = now_ms
         self._series: dict[tuple[str, str], _Series] = {}
+        self._chunk = CHUNK
         self._on_candle_data = callback(schema.callbacks, "on_candle_data")
 
     # --- raw fetch ---------------------------------------------------------------------
@@ -165,7 +166,8 @@ class ExchangeClient:
             s.add(c, start, end)
             return
         horizon = (self._now_ms() // step) * step
-        limit = max(-(-(end - start) // step), min(CHUNK, max(1, (horizon - start) // step)))
+        limit = max(-(-(end - start) // step), min(self._chunk, max(1, (horizon - start) // step)))
+        self._chunk = min(self._chunk * 2, 1_000_000)  # few fills, so few rolling-VWAP rebuilds
         c = await self.fetch(symbol, interval, start, limit)
         # A short page may be an exchange's own cap: cover only what came back and ask again.
         s.add(c, start, int(c.timestamp[-1]) + step if len(c) else start + limit * step)

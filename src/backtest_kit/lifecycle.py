@@ -82,11 +82,14 @@ class StrategyState:
 
     async def publish(self, result) -> None:
         """on_tick, the run's record, then the signal events."""
-        await self._call("on_tick", self.symbol, result, self.backtest)
+        if self._cb["on_tick"] is not None:
+            await self._call("on_tick", self.symbol, result, self.backtest)
         if self._record is not None:
             self._record(result)
-        await hub.emit(self._signal_topic, result)
-        await hub.emit("signal", result)
+        if hub.has(self._signal_topic):
+            await hub.emit(self._signal_topic, result)
+        if hub.has("signal"):
+            await hub.emit("signal", result)
 
     def _base(self, price: float, signal: Optional[SignalRow]) -> dict:
         return dict(signal=signal, current_price=price, symbol=self.symbol,
@@ -277,7 +280,8 @@ class StrategyState:
         price = await self.exchange.average_price(self.symbol, when)
         row = None if self.stopped else await self._new_signal(when, price)
         if row is None:
-            await self._call("on_idle", self.symbol, price, self.backtest)
+            if self._cb["on_idle"] is not None:
+                await self._call("on_idle", self.symbol, price, self.backtest)
             result = IdleResult(**self._base(price, None))
             await self.publish(result)
             return result

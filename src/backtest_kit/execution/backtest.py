@@ -59,6 +59,8 @@ class _Timer:
         self.previous: Optional[float] = None
 
     async def sample(self, metric: str, started: float) -> None:
+        if metric == "backtest_timeframe" and not hub.has("performance"):
+            return  # per-frame samples only for listeners: a year has half a million frames
         now = time.time() * 1000
         event = PerformanceEvent(now, self.previous, metric, (time.perf_counter() - started) * 1000, *self.meta)
         self.previous = now
@@ -136,8 +138,12 @@ async def run_frames(inst: Instance, symbol: str, strategy_name: str, exchange_n
             # D3: resume at the first frame at or after close + 1 minute.
             i = at_or_after(outcome.close_timestamp + MINUTE_MS)
             continue
-        if result.action == "idle" and state.stopped:
-            break
+        if result.action == "idle":
+            if state.stopped:
+                break
+            if not state.observes_ticks:
+                i = at_or_after((when // step + 1) * step)
+                continue
         i += 1
     if progress_on:
         await hub.emit("backtest_progress", ProgressEvent(exchange_name, strategy_name, symbol, n, n, 1.0))
