@@ -128,6 +128,13 @@ def test_unknown_interval_and_bad_limit_are_rejected(kit):
     assert "'2m'" in caught[0] and "'1d'" in caught[1] and "limit" in caught[2]
 
 
+def test_numpy_integer_limit_accepted(kit):
+    got = []
+    distinct(kit, -30, 30).setup(frame=(10, 10), signals={10: window_probe("1m", np.int64(2), got)})
+    kit.run()
+    assert got == [[ms(8), ms(9)]] and kit.errors == []
+
+
 def test_average_price_is_vwap_of_the_five_closed_minutes(kit):
     got = []
 
@@ -347,3 +354,56 @@ def test_live_window_matches_backtest_window():
     assert got.timestamp.tolist() == [ms(7), ms(8), ms(9)]
     price = asyncio.run(c.average_price(SYMBOL, ms(10) + 25_000))
     assert price == 100.0
+
+
+# --- fetch strategy does not change what strategies see --------------------------------------
+
+def varied_rows(first, last, gaps=()):
+    out = []
+    for m in range(first, last + 1):
+        if m in gaps:
+            continue
+        p = 100 + ((m * 7919) % 61 - 30) / 40
+        out.append([ms(m), p, p + 0.3, p - 0.3, p, 1.0 + m % 5])
+    return np.array(out, dtype=np.float64)
+
+
+def capped_run(cap, gaps=()):
+    """A run whose exchange returns at most `cap` candles per call (None: no cap)."""
+    bk.reset()
+    bk.set_config(CC_GET_CANDLES_RETRY_DELAY_MS=0)
+    source = ArrayExchange(varied_rows(-300, 400, gaps))
+
+    async def get_candles(symbol, interval, since, limit):
+        return await source.get_candles(symbol, interval, since, min(limit, cap or limit))
+
+    seen = []
+
+    async def get_signal(symbol, when):
+        m = (to_ms(when) - T0) // M
+        one = await bk.get_candles(symbol, "1m", 10)
+        five = await bk.get_candles(symbol, "5m", 4)
+        seen.append((m, list(one), list(five), await bk.get_average_price(symbol)))
+        if m % 23 == 0:
+            return long_signal(tp=103, sl=97, minutes=40, id=f"L{m}")
+        if m % 31 == 0:
+            return {"position": "short", "price_take_profit": 98, "price_stop_loss": 102,
+                    "minute_estimated_time": 40, "price_open": 100.5, "id": f"S{m}"}
+        return None
+
+    from conftest import Kit
+    kit = Kit()
+    kit.setup(frame=(0, 300), get_candles=get_candles, signals={m: get_signal for m in range(301)})
+    results = kit.run()
+    return results, seen, kit.errors
+
+
+@pytest.mark.parametrize("gaps", [(), (50, 51, 52, 53, 120)])
+def test_exchange_page_cap_changes_nothing(gaps):
+    full, seen_full, errors = capped_run(None, gaps)
+    assert errors == [] and len(full) >= 5
+    for cap in (3, 17):
+        results, seen, errors = capped_run(cap, gaps)
+        assert errors == []
+        assert results == full
+        assert seen == seen_full

@@ -613,3 +613,55 @@ def test_statistics_of_the_run(kit):
     assert stats.total_signals == 4  # cancelled orders are not trades
     assert stats.win_count == 2 and stats.loss_count == 2  # a, c win; b loses, f expires flat
     assert stats.total_pnl == approx(sum(r.pnl.pnl_percentage for r in closed))
+
+
+# --- more edges ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("frame_start", [0, -15])
+def test_fast_path_vwap_uses_only_candles_of_its_window_across_a_data_gap(kit, frame_start):
+    """Candles -4 and -3 are missing. A short limit placed at 00:00 is cancelled by the stop on
+    the 00:00 candle; its price is the VWAP of candles k-4..k *of the window fetched from
+    when - 4 min*, i.e. of candles -2, -1, 0 -- whatever was fetched earlier in the run."""
+    kit.flat(-30, -5, price=50.0).flat(-2, 60).candle(0, h=104)
+    kit.setup(frame=(frame_start, 0),
+              signals={0: short_signal(tp=99, sl=103, minutes=30, price_open=101)})
+    (r,) = kit.run()
+    assert (r.action, r.close_timestamp) == ("cancelled", ms(0))
+    assert r.current_price == approx((100 + 100 + (100 + 104 + 100) / 3) / 3)
+
+
+def test_trade_opened_at_the_last_frame_runs_past_the_frame_end(kit):
+    kit.flat(-10, 100).candle(40, h=102.5)
+    kit.setup(frame=(0, 30), signals={30: long_signal(minutes=60)})
+    (r,) = kit.run()
+    assert (r.close_reason, r.close_timestamp) == ("take_profit", ms(40))
+
+
+def test_several_partial_levels_in_one_candle_fire_in_ascending_order(kit):
+    kit.flat(-10, 100)
+    kit.candle(1, o=100, h=115, l=115, c=115, v=16)
+    # VWAP at candle 1: (4 * 100 + 16 * 115) / 20 = 112 -> 60 % of the way to 120
+    kit.setup(frame=(0, 0), signals={0: long_signal(tp=120, sl=95, minutes=3)})
+    profit = []
+    bk.listen_partial_profit(profit.append)
+    kit.run()
+    assert [(e.level, e.timestamp) for e in profit[:6]] == [(lvl, ms(1)) for lvl in (10, 20, 30, 40, 50, 60)]
+    assert all(e.current_price == approx(112.0) for e in profit[:6])
+
+
+def test_same_backtest_twice_gives_the_same_results():
+    first, kit1, _, _ = run_scenario()
+    again = asyncio.run(kit1.arun())
+    assert again == first
+    stats = asyncio.run(bk.Backtest.get_data(SYMBOL, "st"))
+    assert stats.total_signals == 4  # the second run replaces the first, it does not add to it
+
+
+def test_results_independent_of_the_strategy_interval_grid_when_signal_times_align(kit):
+    """A 5m strategy on 1m frames asked at 00:00 and 00:05 behaves like a 1m one."""
+    kit.flat(-10, 100).candle(3, h=102.5)
+    kit.setup(frame=(0, 10), interval="5m", signals={0: long_signal(), 5: short_signal(minutes=3)})
+    results = kit.run()
+    assert [(r.signal.position, r.close_reason, r.close_timestamp) for r in results] == [
+        ("long", "take_profit", ms(3)), ("short", "time_expired", ms(8))]
+    assert kit.calls == [0, 5, 10]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,9 +50,9 @@ async def get_candles(symbol: str, interval: str, limit: int) -> "Candles":
     ctx = current("get_candles")
     if interval not in CANDLE_INTERVALS:
         raise ValidationError(f"get_candles: unknown interval {interval!r}; use one of {', '.join(CANDLE_INTERVALS)}")
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+    if not isinstance(limit, numbers.Integral) or isinstance(limit, bool) or limit < 1:
         raise ValidationError(f"get_candles: limit must be a positive integer, got {limit!r}")
-    return await ctx.exchange.window(symbol, interval, ctx.when, limit)
+    return await ctx.exchange.window(symbol, interval, ctx.when, int(limit))
 
 
 async def get_average_price(symbol: str) -> float:
