@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence
@@ -18,14 +16,10 @@ InstanceSource = Callable[[bool], Iterable[Any]]
 
 
 def default_instances(backtest: bool) -> Iterable[Any]:
-    """Backtest instances for backtest=True; Live instances (when Live exists) otherwise."""
-    if backtest:
-        from ..execution.backtest import Backtest
-        return list(Backtest._registry._instances.values())
-    if importlib.util.find_spec("backtest_kit.execution.live") is None:
-        return []
-    live = getattr(importlib.import_module("backtest_kit.execution.live"), "Live", None)
-    return [] if live is None else list(live._registry._instances.values())
+    """Backtest instances for backtest=True, Live instances otherwise."""
+    from ..execution.backtest import Backtest
+    from ..execution.live import Live
+    return list((Backtest if backtest else Live)._registry._instances.values())
 
 
 def find_instance(source: InstanceSource, backtest: bool, symbol: str, strategy_name: str) -> Any:
