@@ -12,6 +12,8 @@ from backtest_kit._time import to_ms
 
 from conftest import SYMBOL, Kit, ms
 
+pytestmark = pytest.mark.usefixtures("no_retry_delay")
+
 ASYNC_HELPERS = [
     ("get_candles", lambda: bk.get_candles(SYMBOL, "1m", 3)),
     ("get_average_price", lambda: bk.get_average_price(SYMBOL)),

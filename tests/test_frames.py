@@ -13,6 +13,8 @@ from backtest_kit.frames import timeframes
 
 from conftest import SYMBOL, M, T0, ms
 
+pytestmark = pytest.mark.usefixtures("no_retry_delay")
+
 UTC = timezone.utc
 DAY = 1440
 

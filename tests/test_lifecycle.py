@@ -16,6 +16,8 @@ import backtest_kit as bk
 
 from conftest import Kit, SYMBOL, long_signal, ms, pnl_long, pnl_short, short_signal
 
+pytestmark = pytest.mark.usefixtures("no_retry_delay")
+
 REL = 1e-12
 
 
@@ -665,3 +667,15 @@ def test_results_independent_of_the_strategy_interval_grid_when_signal_times_ali
     assert [(r.signal.position, r.close_reason, r.close_timestamp) for r in results] == [
         ("long", "take_profit", ms(3)), ("short", "time_expired", ms(8))]
     assert kit.calls == [0, 5, 10]
+
+
+def test_limit_order_cancelled_tick_by_tick_is_yielded(kit):
+    """D20/D18: no candle in the fast-path window; a later tick cancels the order on timeout."""
+    bk.set_config(CC_AVG_PRICE_CANDLES_COUNT=1, CC_SCHEDULE_AWAIT_MINUTES=10)
+    kit.flat(-10, -1).flat(41, 60)  # fast-path window [0, 0 + 10 + 30 + 1) is empty
+    kit.setup(frame=(0, 50), signals={0: long_signal(**LIMIT_LONG)})
+    (r,) = kit.run()
+    assert (r.action, r.close_timestamp, r.current_price) == ("cancelled", ms(42), 100)
+    assert len(kit.errors) == 41  # frames 1..41 cannot be priced
+    assert kit.calls == [0] + list(range(43, 51))
+

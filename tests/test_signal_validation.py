@@ -17,6 +17,8 @@ import backtest_kit as bk
 
 from conftest import long_signal, ms, short_signal
 
+pytestmark = pytest.mark.usefixtures("no_retry_delay")
+
 
 def rejected(kit, signal, **config) -> str:
     """Run one frame with `signal` at minute 0; return the single error message."""

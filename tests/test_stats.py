@@ -12,6 +12,8 @@ from backtest_kit.stats import backtest_statistics
 
 from conftest import SYMBOL, long_signal, ms, short_signal
 
+pytestmark = pytest.mark.usefixtures("no_retry_delay")
+
 REL = 1e-12
 
 

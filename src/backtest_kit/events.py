@@ -86,6 +86,18 @@ class Hub:
 hub = Hub()
 
 
+async def call_reporting(fn: Callable | None, *args, where: str = "") -> None:
+    """Call a user callback (sync or async); its exception goes to listen_error, never further."""
+    if fn is None:
+        return
+    try:
+        result = fn(*args)
+        if inspect.isawaitable(result):
+            await result
+    except Exception as e:  # noqa: BLE001 - D8/D19: user code never breaks the engine
+        await hub.report(e, where)
+
+
 def reset() -> None:
     """Drop every listener (for tests)."""
     hub.reset()

@@ -16,7 +16,7 @@ from ._time import MINUTE_MS, interval_ms, to_datetime
 from .config import cfg
 from .context import ExecutionContext, enter, leave
 from .errors import BacktestKitError, ValidationError
-from .events import hub
+from .events import call_reporting, hub
 from .exchange import ExchangeClient
 from .pnl import compute_pnl
 from .schema import StrategySchema, callback
@@ -70,15 +70,7 @@ class StrategyState:
                 or self._cb["on_partial_profit"] is not None or self._cb["on_partial_loss"] is not None)
 
     async def _call(self, name: str, *args) -> None:
-        fn = self._cb[name]
-        if fn is None:
-            return
-        try:
-            r = fn(*args)
-            if inspect.isawaitable(r):
-                await r
-        except Exception as e:  # noqa: BLE001 - D19: a callback error never breaks a transition
-            await hub.report(e, f"{self.strategy_name}.{name}")
+        await call_reporting(self._cb[name], *args, where=f"{self.strategy_name}.{name}")
 
     async def publish(self, result) -> None:
         """on_tick, the run's record, then the signal events."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from . import registry
-from .events import hub
+from .events import call_reporting, hub
 from .exchange import maybe_await
 from .schema import RiskSchema, callback
 from .signal import Signal
@@ -101,13 +101,7 @@ class RiskBook:
 
 
 async def _call(cbs, name: str, *args) -> None:
-    fn = callback(cbs, name)
-    if fn is None:
-        return
-    try:
-        await maybe_await(fn(*args))
-    except Exception as e:  # noqa: BLE001 - a callback never breaks a check
-        await hub.report(e, f"risk callback {name}")
+    await call_reporting(callback(cbs, name), *args, where=f"risk callback {name}")
 
 
 _books: dict[tuple[str, bool], RiskBook] = {}  # part of the registry state; cleared by bk.reset()

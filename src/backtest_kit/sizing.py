@@ -10,7 +10,6 @@ Sizing is not wired into strategy execution.
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Any, Optional
 
 from . import registry
 from .errors import ValidationError
-from .events import hub
+from .events import call_reporting
 from .schema import SizingSchema, callback
 
 __all__ = ["PositionSize", "SizingCalculateParams"]
@@ -87,14 +86,8 @@ async def _finish(schema: SizingSchema, quantity: float, params: SizingCalculate
     high = caps.get("max_position_size")
     if high is not None:
         quantity = min(quantity, float(high))
-    on_calculate = callback(schema.callbacks, "on_calculate")
-    if on_calculate is not None:
-        try:
-            result = on_calculate(quantity, params)
-            if inspect.isawaitable(result):
-                await result
-        except Exception as e:  # noqa: BLE001 - a callback never breaks the calculation
-            await hub.report(e, f"sizing {schema.sizing_name!r} on_calculate")
+    await call_reporting(callback(schema.callbacks, "on_calculate"), quantity, params,
+                         where=f"sizing {schema.sizing_name!r} on_calculate")
     return quantity
 
 

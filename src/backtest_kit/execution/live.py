@@ -19,7 +19,7 @@ from ..pnl import PnL
 from ..report.backtest import write_report
 from ..report.live import render_live_report
 from ..signal import CancelledResult, ClosedResult, OpenedResult, SignalRow
-from ..stats import backtest_statistics
+from ..stats import BacktestStatistics, backtest_statistics
 from .backtest import PerformanceEvent, report_path
 from .instance import DoneEvent, Instance, InstanceStatus, Registry, run_in_background
 
@@ -61,26 +61,13 @@ def next_tick(when: int) -> int:
 
 
 @dataclass(slots=True)
-class LiveStatistics:
-    """Live.get_data: every opened / scheduled / closed / cancelled event plus trade statistics."""
+class LiveStatistics(BacktestStatistics):
+    """Live.get_data: the closed-trade statistics plus every opened / scheduled / closed /
+    cancelled event (`total_signals` counts closed trades)."""
 
     event_list: list = field(default_factory=list)
     total_events: int = 0
     total_closed: int = 0
-    win_count: int = 0
-    loss_count: int = 0
-    win_rate: Optional[float] = None
-    avg_pnl: Optional[float] = None
-    total_pnl: Optional[float] = None
-    std_dev: Optional[float] = None
-    sharpe_ratio: Optional[float] = None
-    annualized_sharpe_ratio: Optional[float] = None
-    certainty_ratio: Optional[float] = None
-    expected_yearly_returns: Optional[float] = None
-    max_drawdown: Optional[float] = None
-    profit_factor: Optional[float] = None
-    avg_duration_minutes: Optional[float] = None
-    signal_list: list = field(default_factory=list)
 
 
 def _from_journal(entry: dict, strategy_name: str, exchange_name: str, symbol: str):
@@ -187,13 +174,8 @@ class LiveUtils:
         closed = inst.closed
         s = backtest_statistics(closed)
         events = [e for e in inst.events if e.action in ("opened", "scheduled", "closed", "cancelled")]
-        return LiveStatistics(
-            event_list=events, total_events=len(events), total_closed=len(closed),
-            win_count=s.win_count, loss_count=s.loss_count, win_rate=s.win_rate, avg_pnl=s.avg_pnl,
-            total_pnl=s.total_pnl, std_dev=s.std_dev, sharpe_ratio=s.sharpe_ratio,
-            annualized_sharpe_ratio=s.annualized_sharpe_ratio, certainty_ratio=s.certainty_ratio,
-            expected_yearly_returns=s.expected_yearly_returns, max_drawdown=s.max_drawdown,
-            profit_factor=s.profit_factor, avg_duration_minutes=s.avg_duration_minutes, signal_list=closed)
+        return LiveStatistics(**{f: getattr(s, f) for f in s.__dataclass_fields__},
+                              event_list=events, total_events=len(events), total_closed=len(closed))
 
     async def get_report(self, symbol: str, strategy_name: str, columns=None) -> str:
         registry.validate_strategy_refs(strategy_name, "Live.get_report")

@@ -8,7 +8,7 @@ from typing import AsyncIterator, Callable, Optional
 
 from .. import registry
 from ..errors import BacktestKitError
-from ..events import hub
+from ..events import call_reporting, hub
 from ..exchange import maybe_await
 from ..report.backtest import write_report
 from ..report.walker import render_walker_report
@@ -225,13 +225,7 @@ def _publish_backtest(bt: Instance) -> None:
 
 
 async def _call(cbs, name: str, *args) -> None:
-    fn = callback(cbs, name)
-    if fn is None:
-        return
-    try:
-        await maybe_await(fn(*args))
-    except Exception as e:  # noqa: BLE001 - a callback never breaks the walk
-        await hub.report(e, f"walker callback {name}")
+    await call_reporting(callback(cbs, name), *args, where=f"walker callback {name}")
 
 
 Walker = WalkerUtils()

@@ -48,19 +48,7 @@ async def render_live_report(symbol: str, strategy_name: str, stats,
     if not stats.total_events:
         return f"{title}\n\nNo events recorded yet."
     table = await render_table(stats.event_list, live_columns() if columns is None else columns)
-    summary = _summary(stats_view(stats))
+    summary = _summary(stats)
     summary[0] = f"**Total events:** {stats.total_events}"
     summary[1] = f"**Closed signals:** {stats.total_closed}"
     return "\n\n".join([title, f"**Symbol:** {symbol}"] + ([table] if table else []) + summary)
-
-
-def stats_view(stats):
-    """The LiveStatistics fields under the names the backtest summary reads."""
-    from ..stats import BacktestStatistics
-    return BacktestStatistics(
-        signal_list=stats.signal_list, total_signals=stats.total_closed, win_count=stats.win_count,
-        loss_count=stats.loss_count, win_rate=stats.win_rate, avg_pnl=stats.avg_pnl, total_pnl=stats.total_pnl,
-        std_dev=stats.std_dev, sharpe_ratio=stats.sharpe_ratio, annualized_sharpe_ratio=stats.annualized_sharpe_ratio,
-        certainty_ratio=stats.certainty_ratio, expected_yearly_returns=stats.expected_yearly_returns,
-        max_drawdown=stats.max_drawdown, profit_factor=stats.profit_factor,
-        avg_duration_minutes=stats.avg_duration_minutes)
