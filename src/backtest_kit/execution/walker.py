@@ -72,18 +72,9 @@ class StrategyResult:
 
 
 @dataclass(slots=True)
-class WalkerStatistics:
+class WalkerStatistics(WalkerComplete):
     """Walker.get_data: the comparison of one walk on one symbol (D11)."""
 
-    walker_name: str
-    symbol: str
-    exchange_name: str
-    frame_name: str
-    metric: str
-    total_strategies: int
-    best_strategy: Optional[str]
-    best_metric: Optional[float]
-    best_stats: Optional[BacktestStatistics]
     strategy_results: list[StrategyResult] = field(default_factory=list)
 
 
