@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import numpy as np
@@ -72,7 +73,6 @@ def probe_run(get_candles, probe, frame=(0, 0), **config):
 
     bk.add_strategy(strategy_name="st", interval="1m", get_signal=get_signal)
     bk.listen_error(errors.append)
-    import asyncio
 
     async def go():
         return [r async for r in bk.Backtest.run(SYMBOL, strategy_name="st", exchange_name="ex",
@@ -134,6 +134,12 @@ def test_empty_batch_is_valid_but_leaves_nothing_to_price(shape):
     out, errors = probe_run(serving([], shape), window_and_price)
     assert out == []  # no price at the frame: get_signal is never reached
     assert len(errors) == 1 and "no closed 1m candles" in str(errors[0])
+
+
+def test_empty_dataframe_without_columns_means_no_candles():
+    out, errors = probe_run(lambda *a: pd.DataFrame(), window_and_price)
+    assert out == []
+    assert len(errors) == 1 and "no closed 1m candles" in str(errors[0])  # not a shape error
 
 
 def test_unsorted_batch_is_sorted():

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pytest
 
 import backtest_kit as bk
+from backtest_kit.demo import ArrayExchange
 from backtest_kit._time import to_ms
 from backtest_kit.frames import timeframes
 
@@ -65,8 +67,6 @@ def test_frames_are_not_aligned_to_the_interval():
 
 def run_with_frame(interval, start, end, *, data_minutes):
     """Register a flat market and a frame, run, and return (on_timeframe args, progress events)."""
-    import numpy as np
-    from backtest_kit.demo import ArrayExchange
     rows = np.array([[T0 + m * M, 100, 100, 100, 100, 1] for m in range(-10, data_minutes + 1)],
                     dtype=np.float64)
     bk.add_exchange(exchange_name="ex", get_candles=ArrayExchange(rows).get_candles)

@@ -460,6 +460,7 @@ SCENARIO = {
 
 def run_scenario(observe=False, raising=False):
     bk.reset()
+    bk.set_config(CC_GET_CANDLES_RETRY_DELAY_MS=0)
     kit = Kit().flat(-10, 300)
     kit.candle(10, h=102.5).candle(25, h=102.5)         # a: TP at 10, b: SL at 25
     kit.candle(40, l=98.9).candle(45, h=101.2)          # c: fill at 40, TP at 45
@@ -510,6 +511,7 @@ def test_raising_listeners_go_to_listen_error_and_change_nothing():
 
 def test_raising_error_listener_does_not_break_the_run():
     bk.reset()
+    bk.set_config(CC_GET_CANDLES_RETRY_DELAY_MS=0)
     kit = Kit().flat(-10, 100)
     kit.setup(frame=(0, 5), signals={0: RuntimeError("strategy failed")}, listen_errors=False)
 
@@ -679,3 +681,14 @@ def test_limit_order_cancelled_tick_by_tick_is_yielded(kit):
     assert len(kit.errors) == 41  # frames 1..41 cannot be priced
     assert kit.calls == [0] + list(range(43, 51))
 
+
+def test_on_idle_and_on_tick_callbacks_see_every_frame(kit):
+    idle, ticks = [], []
+    callbacks = {"on_idle": lambda symbol, price, backtest: idle.append((symbol, price, backtest)),
+                 "on_tick": lambda symbol, result, backtest: ticks.append(result.action)}
+    kit.flat(-10, 100)
+    kit.setup(frame=(0, 30), interval="15m", callbacks=callbacks, signals={3: long_signal()})
+    assert kit.run() == []  # minute 3 is not a bucket start of a 15m strategy: never asked
+    assert kit.calls == [0, 15, 30]
+    assert len(idle) == 31 and set(idle) == {(SYMBOL, 100, True)}
+    assert ticks == ["idle"] * 31

@@ -79,6 +79,8 @@ def to_candles(data: Any) -> Candles:
     if data is None:
         return Candles.empty()
     if hasattr(data, "columns") and hasattr(data, "to_numpy"):  # pandas DataFrame
+        if len(data) == 0:  # no rows: no candles, whatever the columns (e.g. pd.DataFrame())
+            return Candles.empty()
         missing = [c for c in _COLUMNS if c not in data.columns]
         if missing:
             raise ValueError(f"candle DataFrame lacks column(s) {', '.join(missing)}")
