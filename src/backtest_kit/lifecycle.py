@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import inspect
 from typing import Any, Awaitable, Callable, Optional, Sequence
 
@@ -246,7 +247,11 @@ class StrategyState:
             return
         token = enter(ExecutionContext(self.symbol, when, self.backtest, self.exchange, self.strategy_name))
         try:
-            price = await self.exchange.average_price(self.symbol, when)
+            try:
+                price = await self.exchange.average_price(self.symbol, when)
+            except Exception as e:  # noqa: BLE001 - an outage at start-up must not lose the position
+                await hub.report(e, f"{self.strategy_name} restore")
+                price = math.nan
             if self.pending is not None:
                 await self._call("on_active", self.symbol, self.pending, price, self.backtest)
             if self.scheduled is not None:
