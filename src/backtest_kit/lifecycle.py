@@ -277,11 +277,7 @@ class StrategyState:
         price = await self.exchange.average_price(self.symbol, when)
         row = None if self.stopped else await self._new_signal(when, price)
         if row is None:
-            if self._cb["on_idle"] is not None:
-                await self._call("on_idle", self.symbol, price, self.backtest)
-            result = IdleResult(**self._base(price, None))
-            await self.publish(result)
-            return result
+            return await self._idle(price)
         if row.is_scheduled:
             self.scheduled = row
             self.save()
@@ -291,7 +287,11 @@ class StrategyState:
             return result
         if not self.risks or await self.risk_ok(_as_signal(row), row.price_open, when):
             return await self.open(row, when)
-        await self._call("on_idle", self.symbol, price, self.backtest)
+        return await self._idle(price)  # refused by the second risk check, before opening
+
+    async def _idle(self, price: float) -> IdleResult:
+        if self._cb["on_idle"] is not None:
+            await self._call("on_idle", self.symbol, price, self.backtest)
         result = IdleResult(**self._base(price, None))
         await self.publish(result)
         return result
