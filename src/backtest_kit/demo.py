@@ -61,11 +61,9 @@ class ArrayExchange:
         return arr[i:i + limit]
 
 
-def _mean(xs) -> float:
-    s = 0.0
-    for x in xs:  # left to right, then divided
-        s += x
-    return s / len(xs)
+def _mean(xs: np.ndarray) -> float:
+    """Mean summed left to right (np.add.accumulate is a sequential scan, unlike np.sum)."""
+    return float(np.add.accumulate(xs)[-1]) / len(xs)
 
 
 def rule_strategy(fast: int, slow: int, tp_pct: float, sl_pct: float, minutes: int,
@@ -76,7 +74,7 @@ def rule_strategy(fast: int, slow: int, tp_pct: float, sl_pct: float, minutes: i
         c = await get_candles(symbol, "1m", slow + 1)
         if len(c) < slow + 1:
             return None
-        closes_all = c.close.tolist()
+        closes_all = c.close
         closes, prev = closes_all[1:], closes_all[:-1]
         fast_now, slow_now = _mean(closes[-fast:]), _mean(closes)
         fast_prev, slow_prev = _mean(prev[-fast:]), _mean(prev)
@@ -86,7 +84,7 @@ def rule_strategy(fast: int, slow: int, tp_pct: float, sl_pct: float, minutes: i
             k, position = -1, "short"
         else:
             return None
-        last = closes[-1]
+        last = float(closes[-1])
         base = last * (1 - k * limit_offset_pct / 100) if limit_offset_pct is not None else last
         signal = {
             "position": position,
