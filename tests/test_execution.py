@@ -394,3 +394,30 @@ def test_walker_get_data_before_run_is_a_clear_error():
     _walker_setup()
     with pytest.raises(bk.BacktestKitError, match="no results for walker 'w' on BTC"):
         asyncio.run(bk.Walker.get_data("BTC", "w"))
+
+
+def test_async_listener_sees_events_of_concurrent_runs_one_at_a_time_in_order():
+    rows = flat_candles(300, {40: (101.5, 100.0)})
+    bk.add_exchange(exchange_name="ex", get_candles=ArrayExchange(rows).get_candles)
+    bk.add_frame(frame_name="fr", interval="1m", start_date=T0 + 10 * M, end_date=T0 + 60 * M)
+    bk.add_strategy(strategy_name="s", interval="1m", get_signal=lambda s, w: None)
+    active, overlaps, order = [0], [], {"AAA": [], "BBB": []}
+
+    async def slow_listener(result):
+        active[0] += 1
+        overlaps.append(active[0])
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        order[result.symbol].append(result.current_price)
+        active[0] -= 1
+
+    bk.listen_signal_backtest(slow_listener)
+
+    async def main():
+        async def one(symbol):
+            return [r async for r in bk.Backtest.run(symbol, strategy_name="s", exchange_name="ex", frame_name="fr")]
+        await asyncio.gather(one("AAA"), one("BBB"))
+
+    asyncio.run(main())
+    assert max(overlaps) == 1  # never two calls of the listener at once
+    assert len(order["AAA"]) == len(order["BBB"]) == 51  # every idle frame of each run delivered

@@ -6,6 +6,7 @@ a listener's exception goes to listen_error and never reaches the engine (D8).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from typing import Any, Callable
 
@@ -19,10 +20,27 @@ TOPICS = (
 
 
 class _Listener:
-    __slots__ = ("fn", "predicate", "once", "active")
+    __slots__ = ("fn", "predicate", "once", "active", "_locks", "_owner")
 
     def __init__(self, fn, predicate=None, once=False):
         self.fn, self.predicate, self.once, self.active = fn, predicate, once, True
+        self._locks: dict[int, asyncio.Lock] = {}  # per event loop (background runs may use threads)
+        self._owner = None
+
+    async def deliver(self, awaitable) -> None:
+        """Await an async listener's call, one call at a time and in emission order, even when
+        several runs emit at once (re-entrant calls from inside the listener are not queued)."""
+        task = asyncio.current_task()
+        if task is not None and task is self._owner:
+            await awaitable
+            return
+        lock = self._locks.setdefault(id(asyncio.get_running_loop()), asyncio.Lock())
+        async with lock:
+            self._owner = task
+            try:
+                await awaitable
+            finally:
+                self._owner = None
 
 
 class Hub:
@@ -65,7 +83,7 @@ class Hub:
                     listeners.remove(listener)
                 result = listener.fn(payload)
                 if inspect.isawaitable(result):
-                    await result
+                    await listener.deliver(result)
             except Exception as e:  # noqa: BLE001 - D8: a listener never breaks the run
                 await self.report(e, topic)
 
