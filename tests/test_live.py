@@ -297,3 +297,14 @@ def test_custom_adapters_per_kind(tmp_path):
     assert not Path("dump").exists()  # nothing went to the default files
     with pytest.raises(TypeError, match="read"):
         bk.use_persist_adapter(object())
+
+
+def test_second_live_process_on_the_same_state_is_refused(tmp_path):
+    register(flat(100), lambda s, w: None)
+    holder = bk.FileBackend().lock("live", "BTC_s")  # as if another process were trading it
+    try:
+        with pytest.raises(bk.PersistError, match="in use by another live process"):
+            asyncio.run(run(bk.VirtualClock(T0 + 10 * M + 1, T0 + 20 * M)))
+    finally:
+        holder.close()
+    assert asyncio.run(run(bk.VirtualClock(T0 + 10 * M + 1, T0 + 20 * M))) == []  # free again

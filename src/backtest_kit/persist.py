@@ -83,6 +83,21 @@ class FileBackend:
                 os.close(dfd)
 
 
+    def lock(self, kind: str, key: str):
+        """An exclusive lock on one record for this process (released on exit, even on SIGKILL)."""
+        import fcntl
+        path = self.path(kind, key).with_suffix(".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            raise PersistError(f"{self.path(kind, key)} is in use by another live process "
+                               f"(lock {path}); two processes must not trade the same symbol and strategy") from None
+        return f  # closing it releases the lock
+
+
 class SqliteBackend:
     """One SQLite database in WAL mode; each write is one committed upsert."""
 

@@ -86,7 +86,19 @@ async def run_live(inst: Instance, symbol: str, strategy_name: str, exchange_nam
     strategy = registry.get_strategy(strategy_name, "Live.run")
     exchange = ExchangeClient(registry.get_exchange(exchange_name, "Live.run"), backtest=False,
                               sleep=clock.sleep, now_ms=clock.now_ms)
-    store = LiveStore(current_backend("live"), symbol, strategy_name)
+    backend = current_backend("live")
+    lock = backend.lock("live", f"{symbol}_{strategy_name}") if hasattr(backend, "lock") else None
+    try:
+        async for result in _live_loop(inst, symbol, strategy_name, exchange_name, clock, backend, strategy,
+                                       exchange):
+            yield result
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+async def _live_loop(inst, symbol, strategy_name, exchange_name, clock, backend, strategy, exchange):
+    store = LiveStore(backend, symbol, strategy_name)
     books = [live_book(name, current_backend("risk")) for name in strategy.risk_names]
     state = StrategyState(strategy, exchange, symbol, backtest=False, record=inst.record, store=store,
                           risks=books)
