@@ -176,7 +176,11 @@ class ExchangeClient:
         """The `limit` closed candles before `when` (D1): [aligned - limit*step, aligned)."""
         step = interval_ms(interval)
         aligned = when // step * step
-        return await self.range(symbol, interval, aligned - limit * step, aligned)
+        start = aligned - limit * step
+        s = self._series.get((symbol, interval)) if self.backtest else None
+        if s is not None and s.lo <= start and aligned <= s.hi:  # the common, cached case
+            return s.c[s.index(start): s.index(aligned)]
+        return await self.range(symbol, interval, start, aligned)
 
     async def average_price(self, symbol: str, when: int) -> float:
         """VWAP of the last CC_AVG_PRICE_CANDLES_COUNT closed 1m candles at `when`."""
@@ -184,7 +188,9 @@ class ExchangeClient:
         aligned = when // MINUTE_MS * MINUTE_MS
         start = aligned - n * MINUTE_MS
         if self.backtest:
-            s = await self._covered(symbol, "1m", start, aligned)
+            s = self._series.get((symbol, "1m"))
+            if s is None or not (s.lo <= start and aligned <= s.hi):
+                s = await self._covered(symbol, "1m", start, aligned)
             lo, hi = s.index(start), s.index(aligned)
             if hi - lo == n:
                 return float(s.vwap_array(n)[hi - 1])

@@ -77,7 +77,7 @@ class StrategyState:
         """on_tick, the run's record, then the signal events."""
         if self._cb["on_tick"] is not None:
             await self._call("on_tick", self.symbol, result, self.backtest)
-        if self._record is not None:
+        if self._record is not None and result.action != "idle":
             self._record(result)
         if hub.has(self._signal_topic):
             await hub.emit(self._signal_topic, result)
@@ -292,7 +292,8 @@ class StrategyState:
     async def _idle(self, price: float) -> IdleResult:
         if self._cb["on_idle"] is not None:
             await self._call("on_idle", self.symbol, price, self.backtest)
-        result = IdleResult(**self._base(price, None))
+        result = IdleResult(current_price=price, symbol=self.symbol, strategy_name=self.strategy_name,
+                            exchange_name=self.exchange.name, backtest=self.backtest)
         await self.publish(result)
         return result
 

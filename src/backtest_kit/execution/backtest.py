@@ -107,10 +107,11 @@ async def run_frames(inst: Instance, symbol: str, strategy_name: str, exchange_n
         if progress_on and i * 100 // n > last_pct:
             last_pct = i * 100 // n
             await hub.emit("backtest_progress", ProgressEvent(exchange_name, strategy_name, symbol, n, i, i / n))
+        observed = state.observes_ticks  # listeners may come and go during a run
         if state.pending is None and state.scheduled is None:
             if state.stopped:
                 break
-            if not state.may_ask(when) and not state.observes_ticks:
+            if not observed and not state.may_ask(when):
                 # Nothing open, nothing waiting, get_signal throttled: skip to the next bucket.
                 i = at_or_after((when // step + 1) * step)
                 continue
@@ -141,7 +142,7 @@ async def run_frames(inst: Instance, symbol: str, strategy_name: str, exchange_n
         if result.action == "idle":
             if state.stopped:
                 break
-            if not state.observes_ticks:
+            if not observed:
                 i = at_or_after((when // step + 1) * step)
                 continue
         i += 1
