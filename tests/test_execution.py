@@ -142,7 +142,7 @@ def test_background_without_loop_runs_in_thread():
     bk.listen_done_backtest(done.append)
     cancel = bk.Backtest.background("BTC", strategy_name="s", exchange_name="ex", frame_name="fr")
     assert callable(cancel)
-    wait_background_threads(10)
+    assert cancel.wait(10) is True
     assert len(done) == 1
     assert asyncio.run(bk.Backtest.get_data("BTC", "s")).total_signals >= 1
 

@@ -143,10 +143,30 @@ def run_in_background(inst: "Instance", kind: str, consume: Callable[[], Any], d
     return start_background(work, inst.stop)
 
 
-def start_background(work: Callable[[], Awaitable[None]], on_cancel: Callable[[], None]) -> Callable[[], None]:
+class BackgroundRun:
+    """What background() returns: call it to cancel (a graceful stop); `wait()` blocks until a
+    run started from synchronous code ends; `task` is the asyncio task inside an event loop."""
+
+    def __init__(self, on_cancel: Callable[[], None]):
+        self._on_cancel = on_cancel
+        self.task: Optional[asyncio.Task] = None
+        self.thread: Optional[threading.Thread] = None
+
+    def __call__(self) -> None:
+        self._on_cancel()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Join the background thread (sync callers); True when the run has ended."""
+        if self.thread is None:
+            raise RuntimeError("wait() is for runs started without an event loop; await .task instead")
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+
+def start_background(work: Callable[[], Awaitable[None]], on_cancel: Callable[[], None]) -> BackgroundRun:
     """Run `work()` in the running loop, or in a thread with its own loop when there is none.
 
-    Errors go to listen_exit. Returns cancel(), which calls on_cancel (the graceful stop).
+    Errors go to listen_exit. Returns the cancel() callable (see BackgroundRun).
     """
 
     async def guarded() -> None:
@@ -155,24 +175,21 @@ def start_background(work: Callable[[], Awaitable[None]], on_cancel: Callable[[]
         except Exception as e:  # noqa: BLE001 - a background failure is reported, never lost
             await hub.emit("exit", e)
 
+    run = BackgroundRun(on_cancel)
     try:
         loop: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
     except RuntimeError:
         loop = None
     if loop is not None:
-        task = loop.create_task(guarded())
-        _BACKGROUND.add(task)
-        task.add_done_callback(_BACKGROUND.discard)
+        run.task = loop.create_task(guarded())
+        _BACKGROUND.add(run.task)
+        run.task.add_done_callback(_BACKGROUND.discard)
     else:
-        thread = threading.Thread(target=lambda: asyncio.run(guarded()), daemon=True,
-                                  name="backtest-kit-background")
-        thread.start()
-        _THREADS.append(thread)
-
-    def cancel() -> None:
-        on_cancel()
-
-    return cancel
+        run.thread = threading.Thread(target=lambda: asyncio.run(guarded()), daemon=True,
+                                      name="backtest-kit-background")
+        run.thread.start()
+        _THREADS.append(run.thread)
+    return run
 
 
 # Strong references so background tasks are not garbage-collected mid-run.
