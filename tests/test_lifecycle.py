@@ -674,12 +674,24 @@ def test_results_independent_of_the_strategy_interval_grid_when_signal_times_ali
 def test_limit_order_cancelled_tick_by_tick_is_yielded(kit):
     """D20/D18: no candle in the fast-path window; a later tick cancels the order on timeout."""
     bk.set_config(CC_AVG_PRICE_CANDLES_COUNT=1, CC_SCHEDULE_AWAIT_MINUTES=10)
-    kit.flat(-10, -1).flat(41, 60)  # fast-path window [0, 0 + 10 + 30 + 1) is empty
+    # The fast-path window is the first 41 candles opening in [0, 41] (inclusive end, as the
+    # exchange answers since=0, limit=41): none exist, so the order is left to the ticks.
+    kit.flat(-10, -1).flat(42, 60)
     kit.setup(frame=(0, 50), signals={0: long_signal(**LIMIT_LONG)})
     (r,) = kit.run()
-    assert (r.action, r.close_timestamp, r.current_price) == ("cancelled", ms(42), 100)
-    assert len(kit.errors) == 41  # frames 1..41 cannot be priced
-    assert kit.calls == [0] + list(range(43, 51))
+    assert (r.action, r.close_timestamp, r.current_price) == ("cancelled", ms(43), 100)
+    assert len(kit.errors) == 42  # frames 1..42 cannot be priced
+    assert kit.calls == [0] + list(range(44, 51))
+
+
+def test_fast_path_window_includes_the_candle_at_its_inclusive_end(kit):
+    """A gap shortens the window by time, like the exchange's since/limit answer filtered to
+    since + limit minutes inclusive: the candle at minute 41 is in, so the timeout fires there."""
+    bk.set_config(CC_AVG_PRICE_CANDLES_COUNT=1, CC_SCHEDULE_AWAIT_MINUTES=10)
+    kit.flat(-10, -1).flat(41, 60)
+    kit.setup(frame=(0, 50), signals={0: long_signal(**LIMIT_LONG)})
+    (r,) = kit.run()
+    assert (r.action, r.close_timestamp) == ("cancelled", ms(41))
 
 
 def test_on_idle_and_on_tick_callbacks_see_every_frame(kit):

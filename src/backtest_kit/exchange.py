@@ -202,11 +202,15 @@ class ExchangeClient:
                               f"before {iso(when)} to price it (window {iso(start)} .. {iso(aligned)})")
         return vwap(c)
 
-    async def minute_series(self, symbol: str, start: int, end: int) -> tuple[Candles, np.ndarray]:
-        """1m candles in [start, end) plus their rolling VWAP (for the backtest fast path)."""
+    async def minute_series(self, symbol: str, start: int, count: int) -> tuple[Candles, np.ndarray]:
+        """The first `count` 1m candles from `start` that open by start + count minutes, as the
+        exchange would answer get_candles(since=start, limit=count) (a gap never stretches the
+        window further), plus their rolling VWAP (for the backtest fast path)."""
         n = cfg.CC_AVG_PRICE_CANDLES_COUNT
-        s = await self._covered(symbol, "1m", start, end)
-        lo, hi = s.index(start), s.index(end)
+        end = start + count * MINUTE_MS
+        s = await self._covered(symbol, "1m", start, end + 1)
+        lo = s.index(start)
+        hi = min(lo + count, s.index(end + 1))
         c = s.c[lo:hi]
         if len(c) and int(c.timestamp[-1]) - int(c.timestamp[0]) == (len(c) - 1) * MINUTE_MS:
             v = s.vwap_array(n)[lo:hi].copy()  # contiguous: the cached rolling VWAP applies

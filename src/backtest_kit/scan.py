@@ -47,7 +47,7 @@ async def resolve(state: StrategyState, when: int) -> tuple[bool, Optional[Close
     else:
         row = state.pending
         count = row.minute_estimated_time + n  # D15: the full lifetime
-    c, v = await state.exchange.minute_series(state.symbol, start, start + count * MINUTE_MS)
+    c, v = await state.exchange.minute_series(state.symbol, start, count)
     if not len(c):
         return False, None
     ts = c.timestamp
