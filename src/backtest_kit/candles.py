@@ -128,43 +128,63 @@ def _from_columns(cols) -> Candles:
     return Candles(ts, *rest)  # timestamps stay float until validated
 
 
-def check_batch(c: Candles, *, median_min: int, anomaly_factor: float) -> Candles:
-    """Validate one batch from an exchange; return it sorted with int64 timestamps.
-
-    Raises ValueError naming the first bad candle and what is wrong with it.
-    """
+def _problems(c: Candles, median_min: int, anomaly_factor: float) -> tuple[np.ndarray, list[str]]:
+    """Indices of invalid candles, in order, and why each is invalid (the reference's checks:
+    finite values, prices > 0 and volume >= 0, no price below reference / factor)."""
     n = len(c)
-    if n == 0:
-        return Candles.empty()
-    ts = c.timestamp
-    values = np.stack([ts, c.open, c.high, c.low, c.close, c.volume])
+    prices = np.stack([c.open, c.high, c.low, c.close])
+    values = np.vstack([prices, c.volume[None, :]])
     finite = np.isfinite(values).all(axis=0)
-    if not finite.all():
-        i = int(np.argmin(finite))
-        bad = [name for name, v in zip(_COLUMNS, values[:, i]) if not math.isfinite(v)]
-        raise ValueError(f"candle #{i} ({_when(ts[i])}) has non-finite {', '.join(bad)}: "
-                         f"{_fmt(values[:, i])}")
-    if not (ts == np.floor(ts)).all():
-        i = int(np.argmin(ts == np.floor(ts)))
-        raise ValueError(f"candle #{i} timestamp {ts[i]!r} is not whole milliseconds")
-    prices = values[1:5]
     positive = (prices > 0).all(axis=0) & (c.volume >= 0)
-    if not positive.all():
-        i = int(np.argmin(positive))
-        raise ValueError(f"candle #{i} ({_when(ts[i])}) has zero or negative values "
-                         f"(prices must be > 0, volume >= 0): {_fmt(values[:, i])}")
     flat = prices.T.ravel()  # O, H, L, C of each candle in order, as the reference collects them
-    if n >= median_min:
+    flat = flat[np.isfinite(flat) & (flat > 0)]
+    if not len(flat):
+        ref = 0.0
+    elif n >= median_min:
         ref = float(np.sort(flat)[len(flat) // 2])
     else:
         ref = float(sum(flat.tolist()) / len(flat))
     threshold = ref / anomaly_factor
-    low = (prices >= threshold).all(axis=0)
-    if not low.all():
-        i = int(np.argmin(low))
-        raise ValueError(f"candle #{i} ({_when(ts[i])}) has an anomalously low price: "
-                         f"{_fmt(values[:, i])}; reference price {ref!r}, threshold {threshold!r} "
-                         f"(reference / CC_GET_CANDLES_PRICE_ANOMALY_THRESHOLD_FACTOR)")
+    with np.errstate(invalid="ignore"):
+        anomalous = ~(prices >= threshold).all(axis=0)
+    bad = np.flatnonzero(~finite | ~positive | anomalous)
+    reasons = []
+    for i in bad.tolist():
+        row = [c.timestamp[i], *values[:, i]]
+        if not finite[i]:
+            names = [name for name, v in zip(_COLUMNS[1:], values[:, i]) if not math.isfinite(v)]
+            reasons.append(f"candle #{i} ({_when(c.timestamp[i])}) has non-finite {', '.join(names)}: {_fmt(row)}")
+        elif not positive[i]:
+            reasons.append(f"candle #{i} ({_when(c.timestamp[i])}) has zero or negative values "
+                           f"(prices must be > 0, volume >= 0): {_fmt(row)}")
+        else:
+            reasons.append(f"candle #{i} ({_when(c.timestamp[i])}) has an anomalously low price: "
+                           f"{_fmt(row)}; reference price {ref!r}, threshold {threshold!r} "
+                           f"(reference / CC_GET_CANDLES_PRICE_ANOMALY_THRESHOLD_FACTOR)")
+    return bad, reasons
+
+
+def check_batch(c: Candles, *, median_min: int, anomaly_factor: float,
+                lenient: bool = False):
+    """Validate one batch from an exchange; return it sorted with int64 timestamps.
+
+    Raises ValueError naming the first bad candle and what is wrong with it. With `lenient`,
+    bad candles are kept and reported instead: returns (candles, {timestamp: reason}), so one
+    bad candle in a large cached chunk only spoils the windows that contain it.
+    """
+    n = len(c)
+    if n == 0:
+        return (Candles.empty(), {}) if lenient else Candles.empty()
+    ts = c.timestamp
+    if not np.isfinite(ts).all():
+        i = int(np.argmin(np.isfinite(ts)))
+        raise ValueError(f"candle #{i} has a non-finite timestamp: {ts[i]!r}")
+    if not (ts == np.floor(ts)).all():
+        i = int(np.argmin(ts == np.floor(ts)))
+        raise ValueError(f"candle #{i} timestamp {ts[i]!r} is not whole milliseconds")
+    bad, reasons = _problems(c, median_min, anomaly_factor)
+    if len(bad) and not lenient:
+        raise ValueError(reasons[0])
     its = ts.astype(np.int64)
     order = None
     if n > 1 and (np.diff(its) <= 0).any():
@@ -176,7 +196,10 @@ def check_batch(c: Candles, *, median_min: int, anomaly_factor: float) -> Candle
     cols = [c.open, c.high, c.low, c.close, c.volume]
     if order is not None:
         cols = [col[order] for col in cols]
-    return Candles(its, *(np.ascontiguousarray(col, dtype=np.float64) for col in cols))
+    out = Candles(its, *(np.ascontiguousarray(col, dtype=np.float64) for col in cols))
+    if lenient:
+        return out, {int(ts[i]): r for i, r in zip(bad.tolist(), reasons)}
+    return out
 
 
 def _when(ts: float) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import time
 from typing import Awaitable, Callable, Optional
 
@@ -19,6 +20,7 @@ from .config import cfg
 from .errors import CandleError
 from .schema import ExchangeSchema, callback
 
+_BATCH_INDEX = re.compile(r"^candle #\d+ \([^)]*\) ")
 CHUNK = 20_000  # candles of the first cache fill; each later fill asks for twice as many
 
 
@@ -31,7 +33,7 @@ async def maybe_await(value):
 class _Series:
     """Cached candles of one (symbol, interval) covering [lo, hi) in time."""
 
-    __slots__ = ("c", "lo", "hi", "step", "_t0", "_n", "_contiguous", "_vwap", "_vwap_n")
+    __slots__ = ("c", "lo", "hi", "step", "_t0", "_n", "_contiguous", "_vwap", "_vwap_n", "bad", "_bad_ts")
 
     def __init__(self, step: int) -> None:
         self.c = Candles.empty()
@@ -42,6 +44,15 @@ class _Series:
         self._contiguous = True
         self._vwap = None
         self._vwap_n = 0
+        self.bad: dict[int, str] = {}  # open time -> why the exchange's candle is invalid
+        self._bad_ts: Optional[np.ndarray] = None
+
+    def check(self, start: int, end: int) -> None:
+        """Refuse a window [start, end) that holds an invalid candle (CandleError saying why)."""
+        if self._bad_ts is not None:
+            i = int(np.searchsorted(self._bad_ts, start))
+            if i < len(self._bad_ts) and self._bad_ts[i] < end:
+                raise CandleError(self.bad[int(self._bad_ts[i])])
 
     def index(self, t: int) -> int:
         """Position of the first candle with open time >= t (arithmetic when gap-free)."""
@@ -56,7 +67,12 @@ class _Series:
         self._t0 = int(ts[0]) if self._n else 0
         self._contiguous = self._n == 0 or int(ts[-1]) - self._t0 == (self._n - 1) * self.step
 
-    def add(self, c: Candles, lo: int, hi: int) -> None:
+    def add(self, c: Candles, lo: int, hi: int, bad: Optional[dict] = None) -> None:
+        for t, why in (bad or {}).items():
+            if not self.lo <= t < self.hi or self.lo == self.hi:
+                self.bad[t] = why
+        if self.bad:
+            self._bad_ts = np.array(sorted(self.bad), dtype=np.int64)
         if self.lo == self.hi:
             self.c, self.lo, self.hi = c, lo, hi
         else:
@@ -95,20 +111,31 @@ class ExchangeClient:
 
     # --- raw fetch ---------------------------------------------------------------------
 
-    async def fetch(self, symbol: str, interval: str, since: int, limit: int) -> Candles:
-        """Ask the exchange once per attempt; validate; retry; raise CandleError naming the call."""
+    async def fetch(self, symbol: str, interval: str, since: int, limit: int, lenient: bool = False):
+        """Ask the exchange once per attempt; validate; retry; raise CandleError naming the call.
+
+        `lenient` (cache fills): when the last attempt still has invalid candles, keep them and
+        return (candles, {time: reason}), so only windows that contain one fail, as if each
+        window had been fetched on its own."""
         attempts = cfg.CC_GET_CANDLES_RETRY_COUNT
         last: Optional[BaseException] = None
         for attempt in range(attempts):
             try:
                 raw = await maybe_await(self.schema.get_candles(symbol, interval, to_datetime(since), limit))
-                c = check_batch(to_candles(raw), median_min=cfg.CC_GET_CANDLES_MIN_CANDLES_FOR_MEDIAN,
-                                anomaly_factor=cfg.CC_GET_CANDLES_PRICE_ANOMALY_THRESHOLD_FACTOR)
+                checked = check_batch(to_candles(raw), median_min=cfg.CC_GET_CANDLES_MIN_CANDLES_FOR_MEDIAN,
+                                      anomaly_factor=cfg.CC_GET_CANDLES_PRICE_ANOMALY_THRESHOLD_FACTOR,
+                                      lenient=lenient)
+                c, bad = checked if lenient else (checked, None)
+                if bad and attempt + 1 < attempts:  # a bad batch is retried first, as any other
+                    raise ValueError(next(iter(bad.values())))
                 if len(c) and c.timestamp[0] < since:
                     c = c[int(np.searchsorted(c.timestamp, since)):]
                 if self._on_candle_data is not None:
                     await maybe_await(self._on_candle_data(symbol, interval, to_datetime(since), limit, c))
-                return c
+                if not lenient:
+                    return c
+                return c, {t: f"exchange {self.name!r}: candle of symbol={symbol!r}, interval={interval!r} "
+                              f"at {iso(t)} is invalid: {_BATCH_INDEX.sub('', why)}" for t, why in bad.items()}
             except Exception as e:  # noqa: BLE001 - any exchange failure is retried
                 last = e
                 if attempt + 1 < attempts:
@@ -128,6 +155,7 @@ class ExchangeClient:
             c = await self.fetch(symbol, interval, start, -(-(end - start) // step))
             return c[: int(np.searchsorted(c.timestamp, end))]
         s = await self._covered(symbol, interval, start, end)
+        s.check(start, end)
         return s.c[s.index(start): s.index(end)]
 
     async def _covered(self, symbol: str, interval: str, start: int, end: int) -> _Series:
@@ -153,24 +181,26 @@ class ExchangeClient:
         """Fetch [start, end) (a whole chunk unless `exact`) and record what it covers."""
         if exact:  # backward extension: page until the gap before the cache is closed
             got, at = [], start
+            bad: dict = {}
             while at < end:
-                c = await self.fetch(symbol, interval, at, -(-(end - at) // step))
+                c, more = await self.fetch(symbol, interval, at, -(-(end - at) // step), lenient=True)
                 c = c[: int(np.searchsorted(c.timestamp, end))]
                 if not len(c):
                     break
                 got.append(c)
+                bad.update(more)
                 at = int(c.timestamp[-1]) + step
             c = got[0] if len(got) == 1 else Candles(*(
                 np.concatenate([getattr(p, f) for p in got]) if got else getattr(Candles.empty(), f)
                 for f in ("timestamp", "open", "high", "low", "close", "volume")))
-            s.add(c, start, end)
+            s.add(c, start, end, bad)
             return
         horizon = (self._now_ms() // step) * step
         limit = max(-(-(end - start) // step), min(self._chunk, max(1, (horizon - start) // step)))
         self._chunk = min(self._chunk * 2, 1_000_000)  # few fills, so few rolling-VWAP rebuilds
-        c = await self.fetch(symbol, interval, start, limit)
+        c, bad = await self.fetch(symbol, interval, start, limit, lenient=True)
         # A short page may be an exchange's own cap: cover only what came back and ask again.
-        s.add(c, start, int(c.timestamp[-1]) + step if len(c) else start + limit * step)
+        s.add(c, start, int(c.timestamp[-1]) + step if len(c) else start + limit * step, bad)
 
     async def window(self, symbol: str, interval: str, when: int, limit: int) -> Candles:
         """The `limit` closed candles before `when` (D1): [aligned - limit*step, aligned)."""
@@ -179,6 +209,7 @@ class ExchangeClient:
         start = aligned - limit * step
         s = self._series.get((symbol, interval)) if self.backtest else None
         if s is not None and s.lo <= start and aligned <= s.hi:  # the common, cached case
+            s.check(start, aligned)
             return s.c[s.index(start): s.index(aligned)]
         return await self.range(symbol, interval, start, aligned)
 
@@ -191,6 +222,7 @@ class ExchangeClient:
             s = self._series.get((symbol, "1m"))
             if s is None or not (s.lo <= start and aligned <= s.hi):
                 s = await self._covered(symbol, "1m", start, aligned)
+            s.check(start, aligned)
             lo, hi = s.index(start), s.index(aligned)
             if hi - lo == n:
                 return float(s.vwap_array(n)[hi - 1])
@@ -211,6 +243,8 @@ class ExchangeClient:
         s = await self._covered(symbol, "1m", start, end + 1)
         lo = s.index(start)
         hi = min(lo + count, s.index(end + 1))
+        if hi > lo:
+            s.check(start, int(s.c.timestamp[hi - 1]) + 1)
         c = s.c[lo:hi]
         if len(c) and int(c.timestamp[-1]) - int(c.timestamp[0]) == (len(c) - 1) * MINUTE_MS:
             v = s.vwap_array(n)[lo:hi].copy()  # contiguous: the cached rolling VWAP applies
