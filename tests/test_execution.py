@@ -421,3 +421,13 @@ def test_async_listener_sees_events_of_concurrent_runs_one_at_a_time_in_order():
     asyncio.run(main())
     assert max(overlaps) == 1  # never two calls of the listener at once
     assert len(order["AAA"]) == len(order["BBB"]) == 51  # every idle frame of each run delivered
+
+
+@pytest.mark.parametrize("symbol", ["", "  ", None, 42])
+def test_bad_symbol_is_refused_naming_the_method(symbol):
+    fn, _ = recording(None)
+    setup(flat_candles(100), fn)
+    with pytest.raises(bk.ValidationError, match=r"Backtest.run: symbol must be a non-empty str"):
+        bk.Backtest.run(symbol, strategy_name="s", exchange_name="ex", frame_name="fr")
+    with pytest.raises(bk.ValidationError, match=r"Live.background: symbol must be a non-empty str"):
+        bk.Live.background(symbol, strategy_name="s", exchange_name="ex")

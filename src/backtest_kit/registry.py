@@ -140,6 +140,13 @@ def get_walker(name: str, source: str | None = None) -> WalkerSchema:
     return _lookup(_walkers, "walker", name, source)
 
 
+def validate_symbol(symbol: Any, source: str) -> str:
+    """A symbol is a non-empty str ("BTCUSDT"); anything else is refused naming the method."""
+    if not isinstance(symbol, str) or not symbol.strip():
+        raise ValidationError(f"{source}: symbol must be a non-empty str such as 'BTCUSDT', got {symbol!r}")
+    return symbol
+
+
 def validate_strategy_refs(strategy_name: str, source: str | None = None) -> StrategySchema:
     """The strategy, after checking it and every risk it names (risk_name, risk_list) are registered."""
     strategy = get_strategy(strategy_name, source)

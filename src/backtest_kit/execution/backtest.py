@@ -157,7 +157,8 @@ class BacktestUtils:
     def __init__(self) -> None:
         self._registry = Registry()
 
-    def _validate(self, strategy_name: str, exchange_name: str, frame_name: str, source: str) -> None:
+    def _validate(self, symbol: str, strategy_name: str, exchange_name: str, frame_name: str, source: str) -> None:
+        registry.validate_symbol(symbol, source)
         registry.validate_strategy_refs(strategy_name, source)
         registry.get_exchange(exchange_name, source)
         registry.get_frame(frame_name, source)
@@ -165,7 +166,7 @@ class BacktestUtils:
     def run(self, symbol: str, *, strategy_name: str, exchange_name: str,
             frame_name: str) -> AsyncIterator[ClosedResult | CancelledResult]:
         """Backtest `strategy_name` on `symbol`; yields closed and cancelled results."""
-        self._validate(strategy_name, exchange_name, frame_name, "Backtest.run")
+        self._validate(symbol, strategy_name, exchange_name, frame_name, "Backtest.run")
         inst = self._registry.get(symbol, strategy_name)
         return self._run(inst, symbol, strategy_name, exchange_name, frame_name)
 
@@ -181,7 +182,7 @@ class BacktestUtils:
     def background(self, symbol: str, *, strategy_name: str, exchange_name: str,
                    frame_name: str) -> Callable[[], None]:
         """Run the backtest without yielding; returns cancel() at once (a graceful stop)."""
-        self._validate(strategy_name, exchange_name, frame_name, "Backtest.background")
+        self._validate(symbol, strategy_name, exchange_name, frame_name, "Backtest.background")
         inst = self._registry.get(symbol, strategy_name)
         return run_in_background(
             inst, "Backtest", lambda: self._run(inst, symbol, strategy_name, exchange_name, frame_name, True),

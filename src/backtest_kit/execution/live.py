@@ -146,14 +146,15 @@ class LiveUtils:
     def __init__(self) -> None:
         self._registry = Registry()
 
-    def _validate(self, strategy_name: str, exchange_name: str, source: str) -> None:
+    def _validate(self, symbol: str, strategy_name: str, exchange_name: str, source: str) -> None:
+        registry.validate_symbol(symbol, source)
         registry.validate_strategy_refs(strategy_name, source)
         registry.get_exchange(exchange_name, source)
 
     def run(self, symbol: str, *, strategy_name: str, exchange_name: str,
             clock: Clock | None = None) -> AsyncIterator[OpenedResult | ClosedResult | CancelledResult]:
         """Trade `strategy_name` on `symbol` until stopped; `clock` defaults to the system clock."""
-        self._validate(strategy_name, exchange_name, "Live.run")
+        self._validate(symbol, strategy_name, exchange_name, "Live.run")
         inst = self._registry.get(symbol, strategy_name)
         return self._run(inst, symbol, strategy_name, exchange_name, clock or SystemClock())
 
@@ -169,7 +170,7 @@ class LiveUtils:
     def background(self, symbol: str, *, strategy_name: str, exchange_name: str,
                    clock: Clock | None = None) -> Callable[[], None]:
         """Trade without yielding; returns cancel() (a graceful stop) at once."""
-        self._validate(strategy_name, exchange_name, "Live.background")
+        self._validate(symbol, strategy_name, exchange_name, "Live.background")
         inst = self._registry.get(symbol, strategy_name)
         return run_in_background(
             inst, "Live", lambda: self._run(inst, symbol, strategy_name, exchange_name, clock or SystemClock(), True),

@@ -105,6 +105,7 @@ class WalkerUtils:
 
     def run(self, symbol: str, *, walker_name: str) -> AsyncIterator[WalkerProgress]:
         """Backtest each strategy in schema order; yields a WalkerProgress after each."""
+        registry.validate_symbol(symbol, "Walker.run")
         registry.validate_walker_refs(walker_name, "Walker.run")
         return self._run(self._get(symbol, walker_name), symbol, walker_name)
 
@@ -173,6 +174,7 @@ class WalkerUtils:
 
     def background(self, symbol: str, *, walker_name: str) -> Callable[[], None]:
         """Run the walk without yielding; returns cancel() at once."""
+        registry.validate_symbol(symbol, "Walker.background")
         schema = registry.validate_walker_refs(walker_name, "Walker.background")
         inst = self._get(symbol, walker_name)
         return run_in_background(inst, "Walker", lambda: self._run(inst, symbol, walker_name, True),
