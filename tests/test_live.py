@@ -295,7 +295,7 @@ def test_custom_adapters_per_kind(tmp_path):
     assert signals.data[("live", "BTC_s")]["pending"]["position"] == "long"
     assert [p["symbol"] for p in risks.data[("risk", "r")]] == ["BTC"]
     assert not Path("dump").exists()  # nothing went to the default files
-    with pytest.raises(TypeError, match="read"):
+    with pytest.raises(bk.ValidationError, match="read"):
         bk.use_persist_adapter(object())
 
 

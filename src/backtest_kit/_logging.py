@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from .errors import ValidationError
+
 log = logging.getLogger("backtest_kit")
 log.addHandler(logging.NullHandler())  # a library stays quiet unless the application configures logging
 
@@ -13,5 +15,5 @@ def set_logger(logger) -> None:
     global log
     for name in ("debug", "info", "warning", "error"):
         if not callable(getattr(logger, name, None)):
-            raise TypeError(f"set_logger: logger must have a callable {name}() method")
+            raise ValidationError(f"set_logger: logger must have a callable {name}() method")
     log = logger

@@ -11,6 +11,7 @@ import inspect
 from typing import Any, Callable
 
 from . import _logging
+from .errors import ValidationError
 
 TOPICS = (
     "signal", "signal_live", "signal_backtest", "done_backtest", "done_live", "done_walker",
@@ -55,7 +56,7 @@ class Hub:
     def subscribe(self, topic: str, fn: Callable, predicate: Callable | None = None,
                   once: bool = False) -> Callable[[], None]:
         if not callable(fn):
-            raise TypeError(f"listen_{topic}: listener must be callable, got {type(fn).__name__}")
+            raise ValidationError(f"listen_{topic}: listener must be callable, got {type(fn).__name__}")
         listener = _Listener(fn, predicate, once)
         self._topics[topic].append(listener)
 

@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Optional, Protocol
 
-from .errors import BacktestKitError
+from .errors import BacktestKitError, ValidationError
 
 
 class PersistError(BacktestKitError):
@@ -143,7 +143,7 @@ _backends: dict[str, PersistBackend] = {}  # kind ("*", "live", "risk") -> backe
 def _check(name: str, backend) -> None:
     if backend is not None and not (callable(getattr(backend, "read", None))
                                     and callable(getattr(backend, "write", None))):
-        raise TypeError(f"{name}: backend needs read(kind, key) and write(kind, key, value)")
+        raise ValidationError(f"{name}: backend needs read(kind, key) and write(kind, key, value)")
 
 
 def _use(kind: str, name: str, backend: PersistBackend | None) -> None:
