@@ -203,7 +203,3 @@ def wait_background_threads(timeout: float | None = None) -> None:
         t.join(timeout)
         if not t.is_alive():
             _THREADS.remove(t)
-
-
-def columns_arg(columns: Any) -> Any:
-    return list(columns) if columns is not None else None
