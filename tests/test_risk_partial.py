@@ -157,3 +157,36 @@ def test_partial_levels_fire_once_in_order_with_callbacks():
 def test_constant_levels():
     assert (bk.Constant.TP_LEVEL1, bk.Constant.TP_LEVEL2, bk.Constant.TP_LEVEL3) == (30, 60, 90)
     assert (bk.Constant.SL_LEVEL1, bk.Constant.SL_LEVEL2) == (40, 80)
+
+
+def test_backtest_portfolio_limit_sees_positions_open_at_the_same_simulated_time():
+    """Backtests of three strategies on three symbols, run one after another, share the
+    profile: the third is refused while both others hold a position at that moment."""
+    bk.add_risk(risk_name="portfolio", validations=[{"validate": max_positions(2), "note": "max 2 positions"}])
+    bk.add_exchange(exchange_name="ex", get_candles=ArrayExchange(candles(300)).get_candles)
+    bk.add_frame(frame_name="fr", interval="1m", start_date=T0 + 10 * M, end_date=T0 + 200 * M)
+
+    def at(*minutes, minutes_open=60):
+        def get_signal(symbol, when):
+            if int(when.timestamp() * 1000) in [T0 + m * M for m in minutes]:
+                return {**LONG, "minute_estimated_time": minutes_open}
+            return None
+        return get_signal
+
+    bk.add_strategy(strategy_name="a", interval="1m", get_signal=at(10), risk_name="portfolio")    # open 10..70
+    bk.add_strategy(strategy_name="b", interval="1m", get_signal=at(20), risk_name="portfolio")    # open 20..80
+    bk.add_strategy(strategy_name="c", interval="1m", get_signal=at(30, 90), risk_name="portfolio")
+    rejected = []
+    bk.listen_risk(rejected.append)
+
+    async def run(symbol, strategy):
+        return [r async for r in bk.Backtest.run(symbol, strategy_name=strategy, exchange_name="ex", frame_name="fr")]
+
+    assert len(asyncio.run(run("BTC", "a"))) == 1
+    assert len(asyncio.run(run("ETH", "b"))) == 1
+    third = asyncio.run(run("SOL", "c"))
+    assert [r.signal.pending_at for r in third] == [T0 + 90 * M]  # 30 refused, 90 allowed
+    assert [(e.symbol, e.timestamp, e.active_position_count) for e in rejected] == [("SOL", T0 + 30 * M, 2)]
+    # re-running "a" replaces its own positions instead of counting them twice
+    assert len(asyncio.run(run("BTC", "a"))) == 1
+    assert [r.signal.pending_at for r in asyncio.run(run("SOL", "c"))] == [T0 + 90 * M]

@@ -114,7 +114,7 @@ class StrategyState:
         self._partial.pop(row.id, None)
         self.pending = None
         for b in self.risks:
-            b.remove(self.strategy_name, self.symbol)
+            b.remove(self.strategy_name, self.symbol, when)
         result = ClosedResult(**self._base(price, row), close_reason=reason, close_timestamp=when, pnl=pnl)
         self._journal(result)
         if self.store is not None:
@@ -143,7 +143,7 @@ class StrategyState:
     async def risk_ok(self, signal, price: float, when: int) -> bool:
         """Every risk profile of the strategy allows `signal` (the first refusal wins)."""
         for b in self.risks:
-            positions = list(b.positions.values())
+            positions = b.active_at(when)
             rejection = await b.check(RiskCheckArgs(
                 pending_signal=signal, symbol=self.symbol, strategy_name=self.strategy_name,
                 exchange_name=self.exchange.name, current_price=price, timestamp=when,

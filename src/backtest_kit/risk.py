@@ -22,6 +22,7 @@ class ActivePosition:
     symbol: str
     signal: Any
     open_timestamp: int
+    close_timestamp: Optional[int] = None  # backtest: set when the position closes
 
 
 @dataclass(slots=True)
@@ -56,21 +57,43 @@ class RiskEvent:
 
 
 class RiskBook:
-    """Active positions of one risk profile in one mode."""
+    """Active positions of one risk profile in one mode.
+
+    Live: the positions open now. Backtest: every position of the profile's runs with its
+    open and close time, so a check at simulated time t sees what was open at t, whichever
+    strategy or symbol ran first (positions of a run still in progress count until closed).
+    """
 
     def __init__(self, schema: RiskSchema, backtest: bool):
         self.schema = schema
         self.backtest = backtest
         self.positions: dict[str, ActivePosition] = {}
+        self.history: list[ActivePosition] = []  # backtest only
         self.store = None  # live: a backend to write the positions to
 
     def add(self, strategy_name: str, symbol: str, signal, when: int) -> None:
-        self.positions[f"{strategy_name}:{symbol}"] = ActivePosition(strategy_name, symbol, signal, when)
+        position = ActivePosition(strategy_name, symbol, signal, when)
+        self.positions[f"{strategy_name}:{symbol}"] = position
+        if self.backtest:
+            self.history.append(position)
         self._save()
 
-    def remove(self, strategy_name: str, symbol: str) -> None:
-        if self.positions.pop(f"{strategy_name}:{symbol}", None) is not None:
+    def remove(self, strategy_name: str, symbol: str, when: Optional[int] = None) -> None:
+        position = self.positions.pop(f"{strategy_name}:{symbol}", None)
+        if position is not None:
+            position.close_timestamp = when
             self._save()
+
+    def forget(self, strategy_name: str, symbol: str) -> None:
+        """A new backtest run of (strategy, symbol) replaces its earlier positions."""
+        self.positions.pop(f"{strategy_name}:{symbol}", None)
+        self.history = [p for p in self.history if (p.strategy_name, p.symbol) != (strategy_name, symbol)]
+
+    def active_at(self, when: int) -> list[ActivePosition]:
+        if not self.backtest:
+            return list(self.positions.values())
+        return [p for p in self.history if p.open_timestamp <= when
+                and (p.close_timestamp is None or when < p.close_timestamp)]
 
     def _save(self) -> None:
         if self.store is not None:

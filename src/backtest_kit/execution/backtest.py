@@ -77,7 +77,7 @@ async def run_frames(inst: Instance, symbol: str, strategy_name: str, exchange_n
     exchange = ExchangeClient(registry.get_exchange(exchange_name, "Backtest.run"), backtest=True)
     books = [risk.book(name, True) for name in strategy.risk_names]
     for b in books:  # a new run starts flat for this strategy and symbol
-        b.remove(strategy_name, symbol)
+        b.forget(strategy_name, symbol)
     state = StrategyState(strategy, exchange, symbol, backtest=True, record=inst.record, risks=books)
     inst.state = state
     if inst._is_stopped:
