@@ -32,12 +32,12 @@ def _price_at_end(c: Candles, v: np.ndarray) -> float:
     return float(v[-1]) if len(c) >= n and np.isfinite(v[-1]) else vwap(c[-n:])
 
 
-async def resolve(state: StrategyState, when: int) -> tuple[bool, Optional[ClosedResult | CancelledResult]]:
+async def resolve(state: StrategyState, when: int) -> Optional[ClosedResult | CancelledResult]:
     """Run the signal the tick at `when` opened or placed to its end on 1m candles.
 
-    Returns (scanned, result): scanned is False when no candles came back (the signal is then
-    left to tick-by-tick checks); result is None when a limit order is still waiting at the
-    end of the data (D6).
+    Returns the closed or cancelled result, or None when the signal is still there: no
+    candles came back (later ticks watch it), or a limit order still waits when the data
+    ends (D6).
     """
     n = cfg.CC_AVG_PRICE_CANDLES_COUNT
     start = when - (n - 1) * MINUTE_MS
@@ -49,19 +49,17 @@ async def resolve(state: StrategyState, when: int) -> tuple[bool, Optional[Close
         count = row.minute_estimated_time + n  # D15: the full lifetime
     c, v = await state.exchange.minute_series(state.symbol, start, count)
     if not len(c):
-        return False, None
+        return None
     ts = c.timestamp
     k0 = int(np.searchsorted(ts, when))  # checks start at the candle that opens at `when`
     token = enter(ExecutionContext(state.symbol, when, True, state.exchange, state.strategy_name))
     try:
         if state.scheduled is not None:
             k = await _scan_waiting(state, c, v, k0)
-            if k is None:
-                return True, None
-            if isinstance(k, CancelledResult):
-                return True, k
+            if k is None or isinstance(k, CancelledResult):
+                return k
             k0 = k + 1  # D2: the fill candle's successors are checked
-        return True, await _scan_open(state, c, v, k0)
+        return await _scan_open(state, c, v, k0)
     finally:
         leave(token)
 

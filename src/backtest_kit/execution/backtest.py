@@ -127,7 +127,7 @@ async def run_frames(inst: Instance, symbol: str, strategy_name: str, exchange_n
             # (a limit order placed while a stop is pending is dropped by the next tick instead)
             signal_started = time.perf_counter()
             try:
-                _, outcome = await resolve(state, when)
+                outcome = await resolve(state, when)
             except Exception as e:  # noqa: BLE001 - the signal stays; later ticks watch it
                 await hub.report(e, f"Backtest {symbol} {strategy_name} fast path")
             await timer.sample("backtest_signal", signal_started)
