@@ -109,16 +109,13 @@ class StrategyState:
     async def close(self, reason: str, price: float, when: int) -> ClosedResult:
         row = self.pending
         pnl = compute_pnl(row.position, row.price_open, price)
-        if self.store is None:  # live writes the close first so a crash cannot repeat on_close
-            await self._call("on_close", self.symbol, row, price, self.backtest)
         self._partial.pop(row.id, None)
         self.pending = None
         for b in self.risks:
             b.remove(self.strategy_name, self.symbol, when)
         result = ClosedResult(**self._base(price, row), close_reason=reason, close_timestamp=when, pnl=pnl)
-        self._journal(result)
-        if self.store is not None:
-            await self._call("on_close", self.symbol, row, price, self.backtest)
+        self._journal(result)  # written before on_close, so a crash cannot repeat the close
+        await self._call("on_close", self.symbol, row, price, self.backtest)
         await self._call("on_write", self.symbol, None, self.backtest)
         await self.publish(result)
         return result
