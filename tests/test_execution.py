@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import backtest_kit as bk
+from helpers.market import flat_market
 from backtest_kit.demo import ArrayExchange
 from backtest_kit.execution import walker as walker_module
 from backtest_kit.execution.instance import wait_background_threads
@@ -25,11 +26,7 @@ def clean():
 
 
 def flat_candles(minutes: int, bars: dict[int, tuple[float, float]] | None = None) -> np.ndarray:
-    """1m candles at 100 from T0; `bars` sets (high, low) of chosen minutes."""
-    rows = [[T0 + i * M, 100.0, 100.0, 100.0, 100.0, 1.0] for i in range(minutes)]
-    for i, (high, low) in (bars or {}).items():
-        rows[i][2], rows[i][3] = high, low
-    return np.array(rows)
+    return flat_market(minutes, wicks=bars)
 
 
 def setup(candles: np.ndarray, signal_fn, *, start_min=10, end_min=None, strategy="s", interval="1m"):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import backtest_kit as bk
+from helpers.market import flat_market
 from backtest_kit.demo import ArrayExchange
 from backtest_kit.execution.live import next_tick
 
@@ -33,11 +34,7 @@ def clean(tmp_path, monkeypatch):
 
 
 def flat(minutes: int, bars: dict[int, float] | None = None) -> np.ndarray:
-    """1m candles at 100; `bars` sets the whole candle of chosen minutes to a price."""
-    rows = [[T0 + i * M, 100.0, 100.0, 100.0, 100.0, 1.0] for i in range(minutes)]
-    for i, p in (bars or {}).items():
-        rows[i][1:5] = [p, p, p, p]
-    return np.array(rows)
+    return flat_market(minutes, prices=bars)
 
 
 LONG = {"position": "long", "price_take_profit": 101.0, "price_stop_loss": 99.0, "minute_estimated_time": 60}

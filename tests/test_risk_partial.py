@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import backtest_kit as bk
+from helpers.market import flat_market
 from backtest_kit.demo import ArrayExchange
 
 T0 = 1_704_067_200_000
@@ -25,10 +26,7 @@ def clean(tmp_path, monkeypatch):
 
 
 def candles(minutes: int, closes: dict[int, float] | None = None) -> np.ndarray:
-    rows = [[T0 + i * M, 100.0, 100.0, 100.0, 100.0, 1.0] for i in range(minutes)]
-    for i, p in (closes or {}).items():
-        rows[i][1:5] = [p, p, p, p]
-    return np.array(rows)
+    return flat_market(minutes, prices=closes)
 
 
 LONG = {"position": "long", "price_take_profit": 110.0, "price_stop_loss": 90.0, "minute_estimated_time": 120}

@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import math
 import inspect
-from typing import Any, Awaitable, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from ._time import MINUTE_MS, interval_ms, to_datetime
 from .config import cfg

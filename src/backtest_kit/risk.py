@@ -6,7 +6,7 @@ uses the profile; positions are keyed "strategy:symbol", added on open, removed 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from . import registry

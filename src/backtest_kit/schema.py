@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
 
-from ._time import CANDLE_INTERVALS, FRAME_INTERVALS, STRATEGY_INTERVALS, iso, to_datetime, to_ms
+from ._time import FRAME_INTERVALS, STRATEGY_INTERVALS, iso, to_datetime, to_ms
 from .errors import ValidationError
 
 CALLBACK_NAMES: Mapping[str, frozenset[str]] = {

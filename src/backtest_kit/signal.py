@@ -7,7 +7,7 @@ import math
 import numbers
 import re
 import uuid
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Literal, Optional, Union
 
 from .config import cfg

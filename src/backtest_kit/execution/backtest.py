@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Optional
 
-import numpy as np
 
 from .. import registry, risk
 from .._time import MINUTE_MS, to_datetime

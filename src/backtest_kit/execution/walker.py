@@ -9,7 +9,6 @@ from typing import AsyncIterator, Callable, Optional
 from .. import registry
 from ..errors import BacktestKitError
 from ..events import call_reporting, hub
-from ..exchange import maybe_await
 from ..report.backtest import write_report
 from ..report.walker import render_walker_report
 from ..schema import callback
