@@ -56,6 +56,8 @@ class StrategyState:
             "on_open", "on_close", "on_schedule", "on_cancel", "on_tick", "on_idle", "on_active",
             "on_write", "on_partial_profit", "on_partial_loss")}
         self._signal_topic = "signal_backtest" if backtest else "signal_live"
+        self._quiet_idle = IdleResult(current_price=float("nan"), symbol=symbol, strategy_name=self.strategy_name,
+                                      exchange_name=exchange.name, backtest=backtest)
 
     # --- observation -------------------------------------------------------------------
 
@@ -287,6 +289,10 @@ class StrategyState:
         return await self._idle(price)  # refused by the second risk check, before opening
 
     async def _idle(self, price: float) -> IdleResult:
+        if not self.observes_ticks:
+            # Nobody sees this tick: reuse one result object instead of building and publishing.
+            self._quiet_idle.current_price = price
+            return self._quiet_idle
         if self._cb["on_idle"] is not None:
             await self._call("on_idle", self.symbol, price, self.backtest)
         result = IdleResult(current_price=price, symbol=self.symbol, strategy_name=self.strategy_name,
