@@ -32,6 +32,13 @@ def _fresh_library():
 
 
 @pytest.fixture
+def in_tmp_dir(tmp_path, monkeypatch):
+    """Run the test in its own working directory (reports and live state go under ./dump)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
 def no_retry_delay():
     """Candle retries without wall-clock pauses."""
     bk.set_config(CC_GET_CANDLES_RETRY_DELAY_MS=0)

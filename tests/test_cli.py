@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
 import backtest_kit as bk
@@ -14,13 +13,6 @@ from backtest_kit.cli import app, demo_candles
 from backtest_kit.demo import synthetic_candles
 
 runner = CliRunner(env={"COLUMNS": "200"})  # wide enough that rich does not wrap paths
-
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    bk.reset()
-    yield
-    bk.reset()
 
 
 def _report(output: str) -> Path:

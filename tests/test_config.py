@@ -28,13 +28,6 @@ EXPECTED_DEFAULTS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _fresh_config():
-    reset_config()
-    yield
-    reset_config()
-
-
 def test_defaults():
     assert get_config() == EXPECTED_DEFAULTS
     assert get_default_config() == EXPECTED_DEFAULTS

@@ -18,11 +18,9 @@ M = 60_000
 
 
 @pytest.fixture(autouse=True)
-def clean():
-    bk.reset()
+def _join_background_threads():
     yield
-    wait_background_threads(10)
-    bk.reset()
+    wait_background_threads(10)  # before conftest's reset, so no run outlives its test
 
 
 def flat_candles(minutes: int, bars: dict[int, tuple[float, float]] | None = None) -> np.ndarray:

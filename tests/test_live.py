@@ -25,12 +25,7 @@ M = 60_000
 CHILD = Path(__file__).parent / "helpers" / "live_child.py"
 
 
-@pytest.fixture(autouse=True)
-def clean(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    bk.reset()
-    yield
-    bk.reset()
+pytestmark = pytest.mark.usefixtures("in_tmp_dir")  # state files go under ./dump
 
 
 def flat(minutes: int, bars: dict[int, float] | None = None) -> np.ndarray:

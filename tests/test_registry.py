@@ -31,13 +31,6 @@ def check(args):
     return None
 
 
-@pytest.fixture(autouse=True)
-def _fresh_registry():
-    registry.reset()
-    yield
-    registry.reset()
-
-
 def fails(fn, *args, **kwargs) -> str:
     """The message of the ValidationError fn raises."""
     with pytest.raises(ValidationError) as info:

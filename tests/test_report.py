@@ -18,13 +18,6 @@ T0 = 1_704_067_200_000  # 2024-01-01T00:00:00.000Z
 MIN = 60_000
 
 
-@pytest.fixture(autouse=True)
-def _fresh_config():
-    reset_config()
-    yield
-    reset_config()
-
-
 def trade(pnl: float, *, sid: str = "sig-1", position: str = "long", note: str = "",
           pending_at: int = T0, close_ts: int = T0 + 60 * MIN, close_price: float = 101.0,
           reason: str = "take_profit") -> ClosedResult:

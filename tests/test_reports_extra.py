@@ -30,13 +30,6 @@ T0 = 1_704_067_200_000  # 2024-01-01T00:00:00.000Z
 MIN = 60_000
 
 
-@pytest.fixture(autouse=True)
-def _fresh():
-    bk.reset()
-    yield
-    bk.reset()
-
-
 def run(coro):
     return asyncio.run(coro)
 

@@ -17,12 +17,7 @@ T0 = 1_704_067_200_000
 M = 60_000
 
 
-@pytest.fixture(autouse=True)
-def clean(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    bk.reset()
-    yield
-    bk.reset()
+pytestmark = pytest.mark.usefixtures("in_tmp_dir")  # state files go under ./dump
 
 
 def candles(minutes: int, closes: dict[int, float] | None = None) -> np.ndarray:

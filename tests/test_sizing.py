@@ -11,13 +11,6 @@ import backtest_kit as bk
 from backtest_kit.sizing import PositionSize, SizingCalculateParams
 
 
-@pytest.fixture(autouse=True)
-def _fresh():
-    bk.reset()
-    yield
-    bk.reset()
-
-
 def run(coro):
     return asyncio.run(coro)
 
