@@ -20,8 +20,8 @@ from backtest_kit.report.performance import (MetricStats, Performance, Performan
                                              PerformanceUtils, percentile, performance_columns,
                                              performance_statistics)
 from backtest_kit.report.schedule import (Schedule, ScheduleStatistics, ScheduleUtils,
-                                          default_instances, schedule_columns,
-                                          schedule_statistics)
+                                          schedule_columns, schedule_statistics)
+from backtest_kit.report.source import default_instances
 from backtest_kit.report.table import Column
 from backtest_kit.signal import (ActiveResult, CancelledResult, ClosedResult, OpenedResult, PnL,
                                  ScheduledResult, SignalRow, WaitingResult)

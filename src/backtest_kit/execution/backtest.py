@@ -3,7 +3,6 @@ signal to its end on 1m candles."""
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Optional
@@ -16,6 +15,7 @@ from ..exchange import ExchangeClient, maybe_await
 from ..frames import timeframes
 from ..lifecycle import StrategyState
 from ..report.backtest import render_backtest_report, write_report
+from ..report.source import report_path
 from ..scan import resolve
 from ..schema import callback
 from ..signal import CancelledResult, ClosedResult
@@ -211,12 +211,6 @@ class BacktestUtils:
 
     def _reset(self) -> None:
         self._registry.clear()
-
-
-def report_path(path: str | None, kind: str, name: str) -> str:
-    if path is None:
-        path = os.path.join(".", "dump", kind)
-    return path if path.endswith(".md") else os.path.join(path, f"{name}.md")
 
 
 Backtest = BacktestUtils()

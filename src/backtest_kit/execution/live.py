@@ -20,7 +20,8 @@ from ..report.backtest import write_report
 from ..report.live import render_live_report
 from ..signal import CancelledResult, ClosedResult, OpenedResult, SignalRow
 from ..stats import BacktestStatistics, backtest_statistics
-from .backtest import PerformanceEvent, report_path
+from ..report.source import report_path
+from .backtest import PerformanceEvent
 from .instance import DoneEvent, Instance, InstanceStatus, Registry, run_in_background
 
 

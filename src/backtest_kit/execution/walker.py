@@ -13,7 +13,8 @@ from ..report.backtest import write_report
 from ..report.walker import render_walker_report
 from ..schema import callback
 from ..stats import BacktestStatistics, backtest_statistics
-from .backtest import Backtest, report_path, run_frames
+from ..report.source import report_path
+from .backtest import Backtest, run_frames
 from .instance import DoneEvent, Instance, InstanceStatus, Registry, run_in_background
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import uuid
 from pathlib import Path
@@ -12,12 +11,12 @@ from typing import Optional, Sequence
 from ..config import cfg
 from ..signal import ClosedResult, plain_note
 from ..stats import BacktestStatistics
-from .table import Column, fmt_num, fmt_pct, fmt_price, fmt_time, render_table
+from .table import Column, fmt_num, fmt_pct, fmt_price, fmt_time, js_round, render_table
 
 
 def _duration_min(r: ClosedResult) -> str:
     """Whole minutes from open to close, rounded half up like JavaScript's Math.round."""
-    return str(math.floor((r.close_timestamp - r.signal.pending_at) / 60_000 + 0.5))
+    return str(js_round((r.close_timestamp - r.signal.pending_at) / 60_000))
 
 
 def backtest_columns() -> list[Column]:

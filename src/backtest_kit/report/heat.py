@@ -9,7 +9,7 @@ from typing import Any, Iterable, Optional, Sequence
 from .. import registry
 from ..stats import STD_EPSILON
 from .backtest import write_report
-from .schedule import InstanceSource, default_instances, dump_path
+from .source import InstanceSource, default_instances, report_path
 from .table import Column, fmt_num, fmt_pct, render_table
 
 
@@ -170,7 +170,7 @@ class HeatUtils:
         """Write the report (default ./dump/heatmap/<strategy>.md); returns the absolute path."""
         stats = self._stats(strategy_name, backtest, "Heat.dump")
         text = await render_heat_report(strategy_name, stats, columns)
-        return await write_report(dump_path(path, "heatmap", strategy_name), text)
+        return await write_report(report_path(path, "heatmap", strategy_name), text)
 
 
 Heat = HeatUtils(default_instances)

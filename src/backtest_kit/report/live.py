@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence
 
 from ..config import cfg
 from ..signal import plain_note
 from .backtest import _summary
-from .table import Column, fmt_pct, fmt_price, fmt_time, render_table
+from .table import Column, fmt_pct, fmt_price, fmt_time, js_round, render_table
 
 
 def _time(r) -> int:
@@ -20,7 +19,7 @@ def _time(r) -> int:
 def _duration(r) -> str:
     if r.action != "closed":
         return "N/A"
-    return str(math.floor((r.close_timestamp - r.signal.pending_at) / 60_000 + 0.5))
+    return str(js_round((r.close_timestamp - r.signal.pending_at) / 60_000))
 
 
 def live_columns() -> list[Column]:

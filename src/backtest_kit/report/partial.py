@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from .. import registry
-from .backtest import write_report
-from .schedule import InstanceSource, default_instances, dump_path, find_instance
+from .source import InstanceReport
 from .table import Column, fmt_price, fmt_time, render_table
 
 
@@ -50,29 +48,16 @@ async def render_partial_report(symbol: str, strategy_name: str, stats: PartialS
                         f"**Profit events:** {stats.total_profit}", f"**Loss events:** {stats.total_loss}"])
 
 
-class PartialUtils:
+class PartialUtils(InstanceReport):
     """`bk.Partial`: partial profit / loss levels reached for a symbol and strategy."""
 
-    def __init__(self, instances: InstanceSource):
-        self._instances = instances
+    title, folder, per_symbol = "Partial", "partial", True
 
-    def _stats(self, symbol, strategy_name, backtest, source) -> PartialStatistics:
-        registry.validate_strategy_refs(strategy_name, source)
-        inst = find_instance(self._instances, backtest, symbol, strategy_name)
+    def compute(self, inst, symbol: str, strategy_name: str) -> PartialStatistics:
         return partial_statistics(inst.partials if inst is not None else [])
 
-    async def get_data(self, symbol: str, strategy_name: str, backtest: bool = True) -> PartialStatistics:
-        return self._stats(symbol, strategy_name, backtest, "Partial.get_data")
-
-    async def get_report(self, symbol: str, strategy_name: str, backtest: bool = True, columns=None) -> str:
-        return await render_partial_report(
-            symbol, strategy_name, self._stats(symbol, strategy_name, backtest, "Partial.get_report"), columns)
-
-    async def dump(self, symbol: str, strategy_name: str, backtest: bool = True, path=None, columns=None) -> str:
-        """Write the report (default ./dump/partial/<symbol>_<strategy>.md); returns the path."""
-        text = await render_partial_report(
-            symbol, strategy_name, self._stats(symbol, strategy_name, backtest, "Partial.dump"), columns)
-        return await write_report(dump_path(path, "partial", f"{symbol}_{strategy_name}"), text)
+    async def render(self, symbol, strategy_name, stats, columns) -> str:
+        return await render_partial_report(symbol, strategy_name, stats, columns)
 
 
-Partial = PartialUtils(default_instances)
+Partial = PartialUtils()

@@ -6,9 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence
 
-from .. import registry
-from .backtest import write_report
-from .schedule import InstanceSource, default_instances, dump_path, find_instance
+from .source import InstanceReport
 from .table import Column, render_table, to_fixed
 
 
@@ -121,33 +119,16 @@ async def render_performance_report(stats: PerformanceStatistics,
         "## Detailed Metrics"] + ([table] if table else []) + [NOTE])
 
 
-class PerformanceUtils:
+class PerformanceUtils(InstanceReport):
     """`bk.Performance`: timing statistics of the last run of a symbol and strategy."""
 
-    def __init__(self, instances: InstanceSource):
-        self._instances = instances
+    title, folder = "Performance", "performance"
 
-    def _stats(self, symbol: str, strategy_name: str, backtest: bool, source: str) -> PerformanceStatistics:
-        registry.validate_strategy_refs(strategy_name, source)
-        inst = find_instance(self._instances, backtest, symbol, strategy_name)
+    def compute(self, inst, symbol: str, strategy_name: str) -> PerformanceStatistics:
         return performance_statistics(strategy_name, inst.perf if inst is not None else [])
 
-    async def get_data(self, symbol: str, strategy_name: str, backtest: bool = True) -> PerformanceStatistics:
-        """Performance statistics of (symbol, strategy_name)."""
-        return self._stats(symbol, strategy_name, backtest, "Performance.get_data")
-
-    async def get_report(self, symbol: str, strategy_name: str, backtest: bool = True,
-                         columns: Optional[Sequence[Column]] = None) -> str:
-        """The markdown performance report."""
-        return await render_performance_report(
-            self._stats(symbol, strategy_name, backtest, "Performance.get_report"), columns)
-
-    async def dump(self, symbol: str, strategy_name: str, backtest: bool = True,
-                   path: Optional[str] = None, columns: Optional[Sequence[Column]] = None) -> str:
-        """Write the report (default ./dump/performance/<strategy>.md); returns the absolute path."""
-        stats = self._stats(symbol, strategy_name, backtest, "Performance.dump")
-        text = await render_performance_report(stats, columns)
-        return await write_report(dump_path(path, "performance", strategy_name), text)
+    async def render(self, symbol, strategy_name, stats, columns) -> str:
+        return await render_performance_report(stats, columns)
 
 
-Performance = PerformanceUtils(default_instances)
+Performance = PerformanceUtils()

@@ -6,11 +6,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from .. import registry
 from ..config import cfg
 from ..signal import plain_note
-from .backtest import write_report
-from .schedule import InstanceSource, default_instances, dump_path, find_instance
+from .source import InstanceReport
 from .table import Column, fmt_price, fmt_time, render_table
 
 
@@ -60,29 +58,16 @@ async def render_risk_report(symbol: str, strategy_name: str, stats: RiskStatist
     return "\n\n".join(p for p in parts if p)
 
 
-class RiskUtils:
+class RiskUtils(InstanceReport):
     """`bk.Risk`: signals refused by risk profiles for a symbol and strategy."""
 
-    def __init__(self, instances: InstanceSource):
-        self._instances = instances
+    title, folder, per_symbol = "Risk", "risk", True
 
-    def _stats(self, symbol, strategy_name, backtest, source) -> RiskStatistics:
-        registry.validate_strategy_refs(strategy_name, source)
-        inst = find_instance(self._instances, backtest, symbol, strategy_name)
+    def compute(self, inst, symbol: str, strategy_name: str) -> RiskStatistics:
         return risk_statistics(inst.rejections if inst is not None else [])
 
-    async def get_data(self, symbol: str, strategy_name: str, backtest: bool = True) -> RiskStatistics:
-        return self._stats(symbol, strategy_name, backtest, "Risk.get_data")
-
-    async def get_report(self, symbol: str, strategy_name: str, backtest: bool = True, columns=None) -> str:
-        return await render_risk_report(symbol, strategy_name,
-                                        self._stats(symbol, strategy_name, backtest, "Risk.get_report"), columns)
-
-    async def dump(self, symbol: str, strategy_name: str, backtest: bool = True, path=None, columns=None) -> str:
-        """Write the report (default ./dump/risk/<symbol>_<strategy>.md); returns the path."""
-        text = await render_risk_report(symbol, strategy_name,
-                                        self._stats(symbol, strategy_name, backtest, "Risk.dump"), columns)
-        return await write_report(dump_path(path, "risk", f"{symbol}_{strategy_name}"), text)
+    async def render(self, symbol, strategy_name, stats, columns) -> str:
+        return await render_risk_report(symbol, strategy_name, stats, columns)
 
 
-Risk = RiskUtils(default_instances)
+Risk = RiskUtils()

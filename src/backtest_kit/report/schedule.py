@@ -2,41 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
-from .. import registry
 from ..config import cfg
 from ..signal import SignalRow, plain_note
-from .backtest import write_report
-from .table import Column, fmt_num, fmt_price, fmt_time, render_table
-
-InstanceSource = Callable[[bool], Iterable[Any]]
-
-
-def default_instances(backtest: bool) -> Iterable[Any]:
-    """Backtest instances for backtest=True, Live instances otherwise."""
-    from ..execution.backtest import Backtest
-    from ..execution.live import Live
-    return list((Backtest if backtest else Live)._registry._instances.values())
-
-
-def find_instance(source: InstanceSource, backtest: bool, symbol: str, strategy_name: str) -> Any:
-    """The instance of (symbol, strategy_name) in that mode, or None (never creates one)."""
-    return next((i for i in source(backtest) if i.symbol == symbol and i.name == strategy_name), None)
-
-
-def dump_path(path: Optional[str], kind: str, name: str) -> str:
-    """`path` as a directory (default ./dump/<kind>) holding <name>.md, or a .md file path."""
-    from ..execution.backtest import report_path
-    return report_path(path, kind, name)
-
-
-def js_round(x: float) -> int:
-    """Math.round of JavaScript (half up)."""
-    return math.floor(x + 0.5)
-
+from .source import InstanceReport
+from .table import Column, fmt_num, fmt_price, fmt_time, js_round, render_table
 
 @dataclass(slots=True)
 class ScheduledEvent:
@@ -157,33 +129,16 @@ async def render_schedule_report(strategy_name: str, stats: ScheduleStatistics,
     ])
 
 
-class ScheduleUtils:
+class ScheduleUtils(InstanceReport):
     """`bk.Schedule`: scheduled / activated / cancelled limit orders of a symbol and strategy."""
 
-    def __init__(self, instances: InstanceSource):
-        self._instances = instances
+    title, folder = "Schedule", "schedule"
 
-    def _stats(self, symbol: str, strategy_name: str, backtest: bool, source: str) -> ScheduleStatistics:
-        registry.validate_strategy_refs(strategy_name, source)
-        inst = find_instance(self._instances, backtest, symbol, strategy_name)
+    def compute(self, inst, symbol: str, strategy_name: str) -> ScheduleStatistics:
         return schedule_statistics(inst.events if inst is not None else [])
 
-    async def get_data(self, symbol: str, strategy_name: str, backtest: bool = True) -> ScheduleStatistics:
-        """Schedule statistics of the last run of (symbol, strategy_name)."""
-        return self._stats(symbol, strategy_name, backtest, "Schedule.get_data")
-
-    async def get_report(self, symbol: str, strategy_name: str, backtest: bool = True,
-                         columns: Optional[Sequence[Column]] = None) -> str:
-        """The markdown schedule report."""
-        stats = self._stats(symbol, strategy_name, backtest, "Schedule.get_report")
+    async def render(self, symbol, strategy_name, stats, columns) -> str:
         return await render_schedule_report(strategy_name, stats, columns)
 
-    async def dump(self, symbol: str, strategy_name: str, backtest: bool = True,
-                   path: Optional[str] = None, columns: Optional[Sequence[Column]] = None) -> str:
-        """Write the report (default ./dump/schedule/<strategy>.md); returns the absolute path."""
-        stats = self._stats(symbol, strategy_name, backtest, "Schedule.dump")
-        text = await render_schedule_report(strategy_name, stats, columns)
-        return await write_report(dump_path(path, "schedule", strategy_name), text)
 
-
-Schedule = ScheduleUtils(default_instances)
+Schedule = ScheduleUtils()

@@ -104,3 +104,8 @@ def fmt_pct(x: Optional[float], digits: int = 2) -> str:
 def fmt_time(ms: Optional[int]) -> str:
     """Epoch milliseconds as an ISO-8601 UTC string, or "N/A"."""
     return "N/A" if ms is None else iso(int(ms))
+
+
+def js_round(x: float) -> int:
+    """Math.round of JavaScript (half up)."""
+    return math.floor(x + 0.5)
