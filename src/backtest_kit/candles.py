@@ -46,6 +46,15 @@ class Candles:
         f = np.empty(0, dtype=np.float64)
         return cls(np.empty(0, dtype=np.int64), f, f, f, f, f)
 
+    @classmethod
+    def concat(cls, parts: list["Candles"]) -> "Candles":
+        """The parts one after another (empty for no parts)."""
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return cls.empty()
+        return cls(*(np.concatenate([getattr(p, c) for p in parts]) for c in _COLUMNS))
+
     def __len__(self) -> int:
         return len(self.timestamp)
 

@@ -82,8 +82,7 @@ class _Series:
             parts.append(self.c)
             if hi > self.hi:
                 parts.append(c[int(np.searchsorted(c.timestamp, self.hi)):])
-            self.c = Candles(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                               ("timestamp", "open", "high", "low", "close", "volume")))
+            self.c = Candles.concat(parts)
             self.lo, self.hi = min(lo, self.lo), max(hi, self.hi)
         self._reindex()
         self._vwap = None
@@ -190,10 +189,7 @@ class ExchangeClient:
                 got.append(c)
                 bad.update(more)
                 at = int(c.timestamp[-1]) + step
-            c = got[0] if len(got) == 1 else Candles(*(
-                np.concatenate([getattr(p, f) for p in got]) if got else getattr(Candles.empty(), f)
-                for f in ("timestamp", "open", "high", "low", "close", "volume")))
-            s.add(c, start, end, bad)
+            s.add(Candles.concat(got), start, end, bad)
             return
         horizon = (self._now_ms() // step) * step
         limit = max(-(-(end - start) // step), min(self._chunk, max(1, (horizon - start) // step)))
