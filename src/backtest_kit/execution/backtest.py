@@ -49,7 +49,7 @@ class PerformanceEvent:
     backtest: bool
 
 
-class _Timer:
+class Timer:
     """Records timing samples on the instance; emits them when someone listens."""
 
     def __init__(self, inst: Instance, symbol: str, strategy: str, exchange: str, backtest: bool):
@@ -87,7 +87,7 @@ async def run_frames(inst: Instance, symbol: str, strategy_name: str, exchange_n
         await maybe_await(on_timeframe([to_datetime(int(t)) for t in frames], frame.start_date,
                                        frame.end_date, frame.interval))
     n = len(frames)
-    timer = _Timer(inst, symbol, strategy_name, exchange_name, True)
+    timer = Timer(inst, symbol, strategy_name, exchange_name, True)
     run_started = time.perf_counter()
     progress_on = hub.has("backtest_progress")
     last_pct = -1

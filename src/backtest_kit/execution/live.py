@@ -21,7 +21,7 @@ from ..report.live import render_live_report
 from ..signal import CancelledResult, ClosedResult, OpenedResult, SignalRow
 from ..stats import BacktestStatistics, backtest_statistics
 from ..report.source import report_path
-from .backtest import PerformanceEvent
+from .backtest import Timer
 from .instance import DoneEvent, Instance, InstanceStatus, Registry, run_in_background
 
 
@@ -113,7 +113,7 @@ async def _live_loop(inst, symbol, strategy_name, exchange_name, clock, backend,
         await state.announce_restored(clock.now_ms())
     if inst._is_stopped:
         state.stopped = True
-    previous: Optional[float] = None
+    timer = Timer(inst, symbol, strategy_name, exchange_name, False)
     while True:
         if isinstance(clock, VirtualClock) and clock.exhausted():
             break  # end of the replay: state stays saved, like a process that exits
@@ -126,18 +126,12 @@ async def _live_loop(inst, symbol, strategy_name, exchange_name, clock, backend,
             result = await state.tick(when)
         except Exception as e:  # noqa: BLE001 - a failed tick is reported; the loop goes on
             await hub.report(e, f"Live {symbol} {strategy_name}")
-            await clock.sleep((next_tick(when) - clock.now_ms()) / 1000)
-            continue
-        now = time.time() * 1000
-        sample = PerformanceEvent(now, previous, "live_tick", (time.perf_counter() - started) * 1000,
-                                  strategy_name, exchange_name, symbol, False)
-        previous = now
-        inst.perf.append(sample)
-        await hub.emit("performance", sample)
-        if result.action in ("opened", "closed", "cancelled"):
-            yield result
-        if state.stopped and state.pending is None and state.scheduled is None:
-            break  # D18: a stop waits for the open position to close
+        else:
+            await timer.sample("live_tick", started)
+            if result.action in ("opened", "closed", "cancelled"):
+                yield result
+            if state.stopped and state.pending is None and state.scheduled is None:
+                break  # D18: a stop waits for the open position to close
         await clock.sleep((next_tick(when) - clock.now_ms()) / 1000)
 
 
