@@ -97,14 +97,15 @@ class Instance:
 class Registry:
     """Memoised instances of one execution class, keyed by (symbol, name)."""
 
-    def __init__(self) -> None:
+    def __init__(self, factory: Callable[[str, str], "Instance"] = None) -> None:
+        self._factory = factory or Instance
         self._instances: dict[tuple[str, str], Instance] = {}
 
     def get(self, symbol: str, name: str) -> Instance:
         key = (symbol, name)
         inst = self._instances.get(key)
         if inst is None:
-            inst = self._instances[key] = Instance(symbol, name)
+            inst = self._instances[key] = self._factory(symbol, name)
         return inst
 
     def statuses(self) -> list[InstanceStatus]:

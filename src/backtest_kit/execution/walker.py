@@ -101,7 +101,7 @@ class WalkerUtils:
     """`bk.Walker`: compare strategies on one symbol."""
 
     def __init__(self) -> None:
-        self._registry = Registry()
+        self._registry = Registry(WalkerInstance)
 
     def run(self, symbol: str, *, walker_name: str) -> AsyncIterator[WalkerProgress]:
         """Backtest each strategy in schema order; yields a WalkerProgress after each."""
@@ -110,10 +110,7 @@ class WalkerUtils:
         return self._run(self._get(symbol, walker_name), symbol, walker_name)
 
     def _get(self, symbol: str, walker_name: str) -> WalkerInstance:
-        inst = self._registry._instances.get((symbol, walker_name))
-        if inst is None:
-            inst = self._registry._instances[(symbol, walker_name)] = WalkerInstance(symbol, walker_name)
-        return inst
+        return self._registry.get(symbol, walker_name)
 
     async def _run(self, inst: WalkerInstance, symbol: str, walker_name: str, begun: bool = False):
         if not begun:
@@ -203,7 +200,7 @@ class WalkerUtils:
         return await write_report(report_path(path, "walker", walker_name), text)
 
     async def list(self) -> list[InstanceStatus]:
-        return [InstanceStatus(i.id, i.symbol, i.name, i.status) for i in self._registry._instances.values()]
+        return self._registry.statuses()
 
     def _reset(self) -> None:
         self._registry.clear()
