@@ -11,7 +11,7 @@ import pytest
 
 import backtest_kit as bk
 from backtest_kit._time import to_ms
-from backtest_kit.candles import Candles, to_candles, vwap
+from backtest_kit._candles import Candles, to_candles, vwap
 
 from conftest import SYMBOL, ms
 

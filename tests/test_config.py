@@ -5,8 +5,8 @@ from fractions import Fraction
 
 import pytest
 
-from backtest_kit import config
-from backtest_kit.config import DEFAULTS, cfg, get_config, get_default_config, reset_config, set_config
+from backtest_kit import _config as config
+from backtest_kit._config import DEFAULTS, cfg, get_config, get_default_config, reset_config, set_config
 from backtest_kit.errors import BacktestKitError, ConfigError
 
 EXPECTED_DEFAULTS = {

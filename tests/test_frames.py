@@ -11,7 +11,7 @@ import pytest
 import backtest_kit as bk
 from backtest_kit.demo import ArrayExchange
 from backtest_kit._time import to_ms
-from backtest_kit.frames import timeframes
+from backtest_kit._frames import timeframes
 
 from conftest import SYMBOL, M, T0, ms
 

@@ -18,7 +18,7 @@ import pytest
 import backtest_kit as bk
 from helpers.market import flat_market
 from backtest_kit.demo import ArrayExchange
-from backtest_kit.execution.live import next_tick
+from backtest_kit._execution.live import next_tick
 
 T0 = 1_704_067_200_000
 M = 60_000

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import backtest_kit as bk
-from backtest_kit.pnl import compute_pnl, pnl_percentage
+from backtest_kit._engine.pnl import compute_pnl, pnl_percentage
 
 from conftest import long_signal, short_signal
 

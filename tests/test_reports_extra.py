@@ -13,17 +13,17 @@ import pytest
 
 import backtest_kit as bk
 from backtest_kit.demo import ArrayExchange, rule_strategy, synthetic_candles
-from backtest_kit.execution.backtest import PerformanceEvent
-from backtest_kit.report.heat import (Heat, HeatmapRow, HeatmapStatistics, HeatUtils, heat_columns,
+from backtest_kit._execution.backtest import PerformanceEvent
+from backtest_kit._report.heat import (Heat, HeatmapRow, HeatmapStatistics, HeatUtils, heat_columns,
                                       heatmap_row, heatmap_statistics)
-from backtest_kit.report.performance import (MetricStats, Performance, PerformanceStatistics,
+from backtest_kit._report.performance import (MetricStats, Performance, PerformanceStatistics,
                                              PerformanceUtils, percentile, performance_columns,
                                              performance_statistics)
-from backtest_kit.report.schedule import (Schedule, ScheduleStatistics, ScheduleUtils,
+from backtest_kit._report.schedule import (Schedule, ScheduleStatistics, ScheduleUtils,
                                           schedule_columns, schedule_statistics)
-from backtest_kit.report.source import default_instances
-from backtest_kit.report.table import Column
-from backtest_kit.signal import (ActiveResult, CancelledResult, ClosedResult, OpenedResult, PnL,
+from backtest_kit._report.source import default_instances
+from backtest_kit._report.table import Column
+from backtest_kit._signal import (ActiveResult, CancelledResult, ClosedResult, OpenedResult, PnL,
                                  ScheduledResult, SignalRow, WaitingResult)
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00.000Z
@@ -122,7 +122,7 @@ def test_schedule_statistics_empty_and_undefined():
 
 def test_schedule_report_text_and_note_column():
     stats = schedule_statistics(schedule_results())
-    from backtest_kit.report.schedule import render_schedule_report
+    from backtest_kit._report.schedule import render_schedule_report
     text = run(render_schedule_report("strat", stats))
     assert text.startswith("# Scheduled Signals Report: strat\n\n| Timestamp | Action |")
     rows = cells(text)
@@ -212,7 +212,7 @@ def test_performance_statistics_by_hand():
 
 
 def test_performance_report_text():
-    from backtest_kit.report.performance import render_performance_report
+    from backtest_kit._report.performance import render_performance_report
     text = run(render_performance_report(performance_statistics("strat", perf_events())))
     assert text.startswith("# Performance Report: strat\n\n**Total events:** 6")
     assert "**Total execution time:** 37.00ms" in text
@@ -295,7 +295,7 @@ def test_heatmap_statistics_portfolio():
 
 
 def test_heat_report_text():
-    from backtest_kit.report.heat import render_heat_report
+    from backtest_kit._report.heat import render_heat_report
     text = run(render_heat_report("strat", heatmap_statistics(heat_closed())))
     assert text.startswith("# Portfolio Heatmap: strat\n\n**Total Symbols:** 4 | **Portfolio PNL:** +3.50% | "
                            "**Portfolio Sharpe:** -0.422 | **Total Trades:** 11\n\n| Symbol |")

@@ -8,7 +8,7 @@ import math
 import pytest
 
 import backtest_kit as bk
-from backtest_kit.sizing import PositionSize, SizingCalculateParams
+from backtest_kit._sizing import PositionSize, SizingCalculateParams
 
 
 def run(coro):

@@ -7,7 +7,7 @@ import math
 import pytest
 
 import backtest_kit as bk
-from backtest_kit.stats import backtest_statistics
+from backtest_kit._engine.stats import backtest_statistics
 
 from conftest import SYMBOL, long_signal, ms, short_signal
 

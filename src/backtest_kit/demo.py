@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 
 from ._time import MINUTE_MS, interval_ms, to_ms
-from .context import get_candles
+from ._context import get_candles
 
 
 def synthetic_candles(n: int, *, start_ms: int = 1_704_067_200_000, seed: int = 7,

@@ -1,5 +1,5 @@
 """Ready-made exchange adapters for bk.add_exchange."""
 
-from .ccxt import add_ccxt_exchange, ccxt_adapter
+from ._ccxt import add_ccxt_exchange, ccxt_adapter
 
 __all__ = ["add_ccxt_exchange", "ccxt_adapter"]

@@ -6,16 +6,16 @@ import math
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable, Optional
 
-from .. import registry
+from .. import _registry as registry
 from ..errors import BacktestKitError
-from ..events import call_reporting, hub
-from ..report.backtest import write_report
-from ..report.walker import render_walker_report
-from ..schema import callback
-from ..stats import BacktestStatistics, backtest_statistics
-from ..report.source import report_path
+from .._hub import call_reporting, hub
+from .._report.backtest import write_report
+from .._report.walker import render_walker_report
+from .._schema import callback
+from .._engine.stats import BacktestStatistics, backtest_statistics
+from .._report.source import report_path
 from .backtest import Backtest, run_frames
-from .instance import DoneEvent, Instance, InstanceStatus, Registry, run_in_background
+from .base import DoneEvent, Instance, InstanceStatus, Registry, run_in_background
 
 
 @dataclass(slots=True)

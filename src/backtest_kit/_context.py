@@ -12,8 +12,8 @@ from ._time import CANDLE_INTERVALS, to_datetime
 from .errors import ContextError, ValidationError
 
 if TYPE_CHECKING:
-    from .candles import Candles
-    from .exchange import ExchangeClient
+    from ._candles import Candles
+    from ._exchange import ExchangeClient
 
 
 @dataclass(slots=True)

@@ -8,9 +8,9 @@ import uuid
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..config import cfg
-from ..signal import ClosedResult, plain_note
-from ..stats import BacktestStatistics
+from .._config import cfg
+from .._signal import ClosedResult, plain_note
+from .._engine.stats import BacktestStatistics
 from .table import Column, fmt_num, fmt_pct, fmt_price, fmt_time, js_round, render_table
 
 

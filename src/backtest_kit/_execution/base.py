@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 
 from ..errors import BacktestKitError
-from ..events import hub
-from ..lifecycle import PartialEvent
-from ..risk import RiskEvent
+from .._hub import hub
+from .._engine.machine import PartialEvent
+from .._engine.risk import RiskEvent
 
 
 @dataclass(slots=True)

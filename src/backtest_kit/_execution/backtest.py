@@ -8,19 +8,22 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Optional
 
 
-from .. import registry, risk
+from .. import _registry as registry
+
+
+from .._engine import risk
 from .._time import MINUTE_MS, to_datetime
-from ..events import hub
-from ..exchange import ExchangeClient, maybe_await
-from ..frames import timeframes
-from ..lifecycle import StrategyState
-from ..report.backtest import render_backtest_report, write_report
-from ..report.source import report_path
-from ..scan import resolve
-from ..schema import callback
-from ..signal import CancelledResult, ClosedResult
-from ..stats import BacktestStatistics, backtest_statistics
-from .instance import DoneEvent, Instance, InstanceStatus, Registry, run_in_background
+from .._hub import hub
+from .._exchange import ExchangeClient, maybe_await
+from .._frames import timeframes
+from .._engine.machine import StrategyState
+from .._report.backtest import render_backtest_report, write_report
+from .._report.source import report_path
+from .._engine.rules import resolve
+from .._schema import callback
+from .._signal import CancelledResult, ClosedResult
+from .._engine.stats import BacktestStatistics, backtest_statistics
+from .base import DoneEvent, Instance, InstanceStatus, Registry, run_in_background
 
 
 @dataclass(slots=True)

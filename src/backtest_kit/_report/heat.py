@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence
 
-from .. import registry
-from ..stats import STD_EPSILON
+from .. import _registry as registry
+from .._engine.stats import STD_EPSILON
 from .backtest import write_report
 from .source import InstanceSource, default_instances, report_path
 from .table import Column, fmt_num, fmt_pct, render_table

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .config import cfg
-from .signal import PnL
+from .._config import cfg
+from .._signal import PnL
 
 
 def pnl_percentage(position: str, price_open: float, price_close: float) -> float:

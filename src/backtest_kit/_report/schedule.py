@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence
 
-from ..config import cfg
-from ..signal import SignalRow, plain_note
+from .._config import cfg
+from .._signal import SignalRow, plain_note
 from .source import InstanceReport
 from .table import Column, fmt_num, fmt_price, fmt_time, js_round, render_table
 

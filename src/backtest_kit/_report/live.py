@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from ..config import cfg
-from ..signal import plain_note
+from .._config import cfg
+from .._signal import plain_note
 from .backtest import _summary
 from .table import Column, fmt_pct, fmt_price, fmt_time, js_round, render_table
 

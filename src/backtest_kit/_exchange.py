@@ -15,10 +15,10 @@ from typing import Awaitable, Callable, Optional
 import numpy as np
 
 from ._time import MINUTE_MS, interval_ms, iso, to_datetime
-from .candles import Candles, check_batch, rolling_vwap, to_candles, vwap
-from .config import cfg
+from ._candles import Candles, check_batch, rolling_vwap, to_candles, vwap
+from ._config import cfg
 from .errors import CandleError
-from .schema import ExchangeSchema, callback
+from ._schema import ExchangeSchema, callback
 
 _BATCH_INDEX = re.compile(r"^candle #\d+ \([^)]*\) ")
 CHUNK = 20_000  # candles of the first cache fill; each later fill asks for twice as many

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from .errors import ValidationError
-from .schema import ExchangeSchema, FrameSchema, RiskSchema, SizingSchema, StrategySchema, WalkerSchema
+from ._schema import ExchangeSchema, FrameSchema, RiskSchema, SizingSchema, StrategySchema, WalkerSchema
 
 T = TypeVar("T")
 

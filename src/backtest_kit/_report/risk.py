@@ -6,8 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from ..config import cfg
-from ..signal import plain_note
+from .._config import cfg
+from .._signal import plain_note
 from .source import InstanceReport
 from .table import Column, fmt_price, fmt_time, render_table
 

@@ -7,12 +7,12 @@ from typing import Optional
 
 import numpy as np
 
-from ._time import MINUTE_MS
-from .candles import Candles, vwap
-from .config import cfg
-from .context import ExecutionContext, enter, leave
-from .lifecycle import StrategyState
-from .signal import CancelledResult, ClosedResult
+from .._time import MINUTE_MS
+from .._candles import Candles, vwap
+from .._config import cfg
+from .._context import ExecutionContext, enter, leave
+from .machine import StrategyState
+from .._signal import CancelledResult, ClosedResult
 
 
 def _first(mask: np.ndarray) -> int:

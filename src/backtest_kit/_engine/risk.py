@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from . import registry
-from .events import call_reporting, hub
-from .exchange import maybe_await
-from .schema import RiskSchema, callback
-from .signal import Signal
+from .. import _registry as registry
+from .._hub import call_reporting, hub
+from .._exchange import maybe_await
+from .._schema import RiskSchema, callback
+from .._signal import Signal
 
 
 @dataclass(slots=True)

@@ -15,10 +15,10 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from . import registry
+from . import _registry as registry
 from .errors import ValidationError
-from .events import call_reporting
-from .schema import SizingSchema, callback
+from ._hub import call_reporting
+from ._schema import SizingSchema, callback
 
 __all__ = ["PositionSize", "SizingCalculateParams"]
 

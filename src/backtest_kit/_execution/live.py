@@ -7,22 +7,24 @@ import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable, Optional
 
-from .. import registry, risk
+from .. import _registry as registry
+
+from .._engine import risk
 from .._time import MINUTE_MS
-from ..clock import Clock, SystemClock, VirtualClock
-from ..config import cfg
-from ..events import hub
-from ..exchange import ExchangeClient
-from ..lifecycle import StrategyState
-from ..persist import PersistBackend, current_backend
-from ..pnl import PnL
-from ..report.backtest import write_report
-from ..report.live import render_live_report
-from ..signal import CancelledResult, ClosedResult, OpenedResult, SignalRow
-from ..stats import BacktestStatistics, backtest_statistics
-from ..report.source import report_path
+from .._clock import Clock, SystemClock, VirtualClock
+from .._config import cfg
+from .._hub import hub
+from .._exchange import ExchangeClient
+from .._engine.machine import StrategyState
+from .._persist import PersistBackend, current_backend
+from .._engine.pnl import PnL
+from .._report.backtest import write_report
+from .._report.live import render_live_report
+from .._signal import CancelledResult, ClosedResult, OpenedResult, SignalRow
+from .._engine.stats import BacktestStatistics, backtest_statistics
+from .._report.source import report_path
 from .backtest import Timer
-from .instance import DoneEvent, Instance, InstanceStatus, Registry, run_in_background
+from .base import DoneEvent, Instance, InstanceStatus, Registry, run_in_background
 
 
 class LiveStore:

@@ -13,16 +13,16 @@ import math
 import inspect
 from typing import Any, Callable, Optional, Sequence
 
-from ._time import MINUTE_MS, interval_ms, to_datetime
-from .config import cfg
-from .context import ExecutionContext, enter, leave
-from .errors import BacktestKitError, ValidationError
-from .events import call_reporting, hub
-from .exchange import ExchangeClient
+from .._time import MINUTE_MS, interval_ms, to_datetime
+from .._config import cfg
+from .._context import ExecutionContext, enter, leave
+from ..errors import BacktestKitError, ValidationError
+from .._hub import call_reporting, hub
+from .._exchange import ExchangeClient
 from .pnl import compute_pnl
-from .schema import StrategySchema, callback
+from .._schema import StrategySchema, callback
 from .risk import RiskCheckArgs
-from .signal import (ActiveResult, CancelledResult, ClosedResult, IdleResult, OpenedResult,
+from .._signal import (ActiveResult, CancelledResult, ClosedResult, IdleResult, OpenedResult,
                      ScheduledResult, Signal, SignalRow, WaitingResult, new_id, plain_note,
                      signal_errors, to_signal, validation_message)
 

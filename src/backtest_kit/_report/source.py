@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-from .. import registry
+from .. import _registry as registry
 from .backtest import write_report
 from .table import Column
 
@@ -15,8 +15,8 @@ InstanceSource = Callable[[bool], Iterable[Any]]
 
 def default_instances(backtest: bool) -> Iterable[Any]:
     """Backtest instances for backtest=True, Live instances otherwise."""
-    from ..execution.backtest import Backtest
-    from ..execution.live import Live
+    from .._execution.backtest import Backtest
+    from .._execution.live import Live
     return list((Backtest if backtest else Live)._registry._instances.values())
 
 

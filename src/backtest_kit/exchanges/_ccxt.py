@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from .._time import to_ms
-from ..exchange import maybe_await
-from ..registry import add_exchange
+from .._exchange import maybe_await
+from .._registry import add_exchange
 
 
 def ccxt_adapter(exchange: Any) -> dict:

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, fields
 from typing import Any, Literal, Optional, Union
 
-from .config import cfg
+from ._config import cfg
 from .errors import ValidationError
 
 Position = Literal["long", "short"]
