@@ -6,7 +6,7 @@ from fractions import Fraction
 import pytest
 
 from backtest_kit import _config as config
-from backtest_kit._config import DEFAULTS, cfg, get_config, get_default_config, reset_config, set_config
+from backtest_kit._config import DEFAULTS, cfg, get_config, get_default_config, set_config
 from backtest_kit.errors import BacktestKitError, ConfigError
 
 EXPECTED_DEFAULTS = {
@@ -149,5 +149,5 @@ def test_min_takeprofit_not_tied_to_costs():
 def test_default_config_unaffected_by_set_config_and_reset_restores():
     set_config(CC_PERCENT_FEE=0.5, CC_TICK_TTL_MS=1000)
     assert get_default_config() == EXPECTED_DEFAULTS
-    reset_config()
+    cfg.clear()
     assert get_config() == EXPECTED_DEFAULTS

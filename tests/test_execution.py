@@ -348,10 +348,10 @@ def test_walker_strategy_failure_is_reported_and_walk_goes_on(monkeypatch):
     _walker_setup()
     real = walker_module.run_frames
 
-    def flaky(inst, symbol, strategy_name, *args):
+    def flaky(symbol, strategy_name, *args):
         if strategy_name == "loser":
             raise RuntimeError("loser exploded")
-        return real(inst, symbol, strategy_name, *args)
+        return real(symbol, strategy_name, *args)
 
     monkeypatch.setattr(walker_module, "run_frames", flaky)
     errors = []

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import backtest_kit as bk
+from backtest_kit import _state
 from helpers.market import flat_market
 from backtest_kit.demo import ArrayExchange
 from backtest_kit._execution.live import next_tick
@@ -23,6 +24,9 @@ from backtest_kit._execution.live import next_tick
 T0 = 1_704_067_200_000
 M = 60_000
 CHILD = Path(__file__).parent / "helpers" / "live_child.py"
+
+# What a restarted process no longer has in memory (schemas are registered again by the code).
+NEW_PROCESS = ("live_instances", "runs", "risk_books")
 
 
 pytestmark = pytest.mark.usefixtures("in_tmp_dir")  # state files go under ./dump
@@ -104,7 +108,7 @@ def test_restart_restores_position_fires_on_active_and_never_reopens():
     register(candles, fn, callbacks={"on_active": lambda s, sig, p, b: active.append(sig.id)})
     first = asyncio.run(run(bk.VirtualClock(T0 + 10 * M + 1), n=1))  # stop reading after "opened"
     assert [r.action for r in first] == ["opened"]
-    bk.Live._reset()  # a new process: nothing in memory
+    _state.clear(*NEW_PROCESS)  # a new process: nothing in memory
     second = asyncio.run(run(bk.VirtualClock(T0 + 30 * M + 1, T0 + 150 * M)))
     assert active == [first[0].signal.id]
     assert [r.action for r in second] == ["closed"]
@@ -191,7 +195,7 @@ def test_sqlite_backend_restores_a_position(tmp_path):
     fn, asked = once(LONG)
     register(candles, fn)
     asyncio.run(run(bk.VirtualClock(T0 + 10 * M + 1), n=1))
-    bk.Live._reset()
+    _state.clear(*NEW_PROCESS)
     second = asyncio.run(run(bk.VirtualClock(T0 + 30 * M + 1, T0 + 150 * M)))
     assert [r.action for r in second] == ["closed"]
     assert [w for w in asked[1:] if w.timestamp() * 1000 <= second[0].close_timestamp] == []

@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
+import backtest_kit as bk
 from backtest_kit import _registry as registry
 from backtest_kit.errors import BacktestKitError, ValidationError
 from backtest_kit._registry import (
@@ -290,7 +291,7 @@ def test_reset_clears_everything():
     add_risk("r", [])
     add_sizing("z", "kelly-criterion")
     add_walker("w", "e", "f", ["s"])
-    registry.reset()
+    bk.reset()
     assert not any([list_exchanges(), list_frames(), list_strategies(), list_risks(), list_sizings(), list_walkers()])
 
 

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from backtest_kit._config import reset_config, set_config
+from backtest_kit._config import cfg, set_config
 from backtest_kit._report.backtest import backtest_columns, render_backtest_report, write_report
 from backtest_kit._report.table import Column, fmt_num, fmt_pct, fmt_price, fmt_time, render_table
-from backtest_kit._signal import ClosedResult, PnL, SignalRow
+from backtest_kit.events import ClosedResult, PnL, SignalRow
 from backtest_kit._engine.stats import BacktestStatistics, backtest_statistics
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00.000Z
@@ -115,7 +115,7 @@ def test_note_hidden_by_default_and_shown_when_configured():
     assert list(cells)[3] == "Note"
     assert cells["Note"] == "Breakout on volume"
     assert cells_by_label(trade(1.0, note=""))["Note"] == "N/A"
-    reset_config()
+    cfg.clear()
     assert "Note" not in cells_by_label(row)
 
 

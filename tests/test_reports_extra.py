@@ -13,7 +13,7 @@ import pytest
 
 import backtest_kit as bk
 from backtest_kit.demo import ArrayExchange, rule_strategy, synthetic_candles
-from backtest_kit._execution.backtest import PerformanceEvent
+from backtest_kit.events import PerformanceEvent
 from backtest_kit._report.heat import (Heat, HeatmapRow, HeatmapStatistics, HeatUtils, heat_columns,
                                       heatmap_row, heatmap_statistics)
 from backtest_kit._report.performance import (MetricStats, Performance, PerformanceStatistics,
@@ -21,9 +21,9 @@ from backtest_kit._report.performance import (MetricStats, Performance, Performa
                                              performance_statistics)
 from backtest_kit._report.schedule import (Schedule, ScheduleStatistics, ScheduleUtils,
                                           schedule_columns, schedule_statistics)
-from backtest_kit._report.source import default_instances
+from backtest_kit._report.source import default_runs
 from backtest_kit._report.table import Column
-from backtest_kit._signal import (ActiveResult, CancelledResult, ClosedResult, OpenedResult, PnL,
+from backtest_kit.events import (ActiveResult, CancelledResult, ClosedResult, OpenedResult, PnL,
                                  ScheduledResult, SignalRow, WaitingResult)
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00.000Z
@@ -145,7 +145,7 @@ def test_schedule_report_text_and_note_column():
 
 def test_schedule_utils_source_validation_custom_columns_and_dump(tmp_path, monkeypatch):
     register_strategy()
-    inst = SimpleNamespace(symbol="BTCUSDT", name="strat", events=schedule_results(), results=[], perf=[])
+    inst = SimpleNamespace(symbol="BTCUSDT", strategy_name="strat", events=schedule_results(), results=[], perf=[])
     utils = ScheduleUtils(lambda backtest: [inst] if backtest else [])
     assert run(utils.get_data("BTCUSDT", "strat")).total_scheduled == 4
     assert run(utils.get_data("BTCUSDT", "strat", backtest=False)).total_events == 0
@@ -234,7 +234,7 @@ def test_performance_report_text():
 
 def test_performance_utils_and_dump(tmp_path):
     register_strategy()
-    inst = SimpleNamespace(symbol="BTCUSDT", name="strat", events=[], results=[], perf=perf_events())
+    inst = SimpleNamespace(symbol="BTCUSDT", strategy_name="strat", events=[], results=[], perf=perf_events())
     utils = PerformanceUtils(lambda backtest: [inst] if backtest else [])
     assert run(utils.get_data("BTCUSDT", "strat")).total_events == 6
     assert run(utils.get_data("BTCUSDT", "strat", False)).total_events == 0
@@ -321,10 +321,10 @@ def test_heat_utils_groups_instances_by_strategy(tmp_path):
     by_symbol: dict = {}
     for r in heat_closed():
         by_symbol.setdefault(r.symbol, []).append(r)
-    insts = [SimpleNamespace(symbol=s, name="strat", results=rs, events=rs, perf=[]) for s, rs in by_symbol.items()]
+    insts = [SimpleNamespace(symbol=s, strategy_name="strat", results=rs, events=rs, perf=[]) for s, rs in by_symbol.items()]
     cancelled = CancelledResult(signal=row("z", T0, T0, "EEE"), current_price=1.0, close_timestamp=T0, **meta("EEE"))
-    insts.append(SimpleNamespace(symbol="EEE", name="strat", results=[cancelled], events=[], perf=[]))
-    insts.append(SimpleNamespace(symbol="FFF", name="other", results=[closed(9.0, "FFF")], events=[], perf=[]))
+    insts.append(SimpleNamespace(symbol="EEE", strategy_name="strat", results=[cancelled], events=[], perf=[]))
+    insts.append(SimpleNamespace(symbol="FFF", strategy_name="other", results=[closed(9.0, "FFF")], events=[], perf=[]))
     utils = HeatUtils(lambda backtest: insts if backtest else [])
     data = run(utils.get_data("strat"))
     assert [r.symbol for r in data.symbols] == ["AAA", "CCC", "BBB", "DDD"]  # no cancelled-only EEE, no FFF
@@ -379,4 +379,4 @@ def test_end_to_end_backtest_two_symbols():
     assert perf.metric_stats["backtest_signal"].count > 0
     # per-frame samples are kept only while someone listens to listen_performance
     assert "backtest_timeframe" not in perf.metric_stats
-    assert isinstance(list(default_instances(False)), list)
+    assert isinstance(list(default_runs(False)), list)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from . import _state
 from .errors import ConfigError
 
 DEFAULTS: Mapping[str, Any] = MappingProxyType({
@@ -66,9 +67,9 @@ class Config:
     CC_TICK_TTL_MS: int
 
     def __init__(self) -> None:
-        self._apply(DEFAULTS)
+        self.apply(DEFAULTS)
 
-    def _apply(self, values: Mapping[str, Any]) -> None:
+    def apply(self, values: Mapping[str, Any]) -> None:
         """Write validated values (no await in between, so no reader sees a half-applied update)."""
         for key, value in values.items():
             setattr(self, key, value)
@@ -80,8 +81,16 @@ class Config:
     def __repr__(self) -> str:
         return f"Config({', '.join(f'{k}={v!r}' for k, v in self.as_dict().items())})"
 
+    def clear(self) -> None:
+        """Every key back to its default."""
+        self.apply(DEFAULTS)
 
-cfg = Config()
+    def __len__(self) -> int:
+        """How many keys differ from their defaults."""
+        return sum(1 for k, v in DEFAULTS.items() if getattr(self, k) != v)
+
+
+cfg = _state.register("config_overrides", Config())
 
 
 def _check(key: str, value: Any) -> tuple[Any, str | None]:
@@ -138,7 +147,7 @@ def set_config(config: Mapping[str, Any] | None = None, /, **overrides: Any) -> 
     if errors:
         lines = "\n".join(f"  {i}. {e}" for i, e in enumerate(errors, 1))
         raise ConfigError(f"set_config failed, nothing changed:\n{lines}")
-    cfg._apply(accepted)
+    cfg.apply(accepted)
 
 
 def get_config() -> dict[str, Any]:
@@ -150,7 +159,3 @@ def get_default_config() -> dict[str, Any]:
     """A copy of the default configuration."""
     return dict(DEFAULTS)
 
-
-def reset_config() -> None:
-    """Restore every key to its default (used by tests)."""
-    cfg._apply(DEFAULTS)

@@ -1,4 +1,4 @@
-"""The event hub and every listen_* function.
+"""The event hub: topics, listeners and delivery; events.py builds the listen_* functions on it.
 
 Listeners run in subscription order and are awaited (so each sees events in emission order);
 a listener's exception goes to listen_error and never reaches the engine (D8).
@@ -10,7 +10,7 @@ import asyncio
 import inspect
 from typing import Any, Callable
 
-from . import _logging
+from . import _logging, _state
 from .errors import ValidationError
 
 TOPICS = (
@@ -95,14 +95,18 @@ class Hub:
             return
         await self.emit("error", error)
 
-    def reset(self) -> None:
+    def clear(self) -> None:
+        """Drop every listener."""
         for listeners in self._topics.values():
             for listener in listeners:
                 listener.active = False
             listeners.clear()
 
+    def __len__(self) -> int:
+        return sum(len(listeners) for listeners in self._topics.values())
 
-hub = Hub()
+
+hub = _state.register("listeners", Hub())
 
 
 async def call_reporting(fn: Callable | None, *args, where: str = "") -> None:
@@ -117,51 +121,19 @@ async def call_reporting(fn: Callable | None, *args, where: str = "") -> None:
         await hub.report(e, where)
 
 
-def reset() -> None:
-    """Drop every listener (for tests)."""
-    hub.reset()
-
-
-def _listen(topic: str):
-    def listen(fn: Callable) -> Callable[[], None]:
+def listen(topic: str) -> Callable[[Callable[[Any], Any]], Callable[[], None]]:
+    """The listen_<topic> function: subscribe fn to every event of `topic`."""
+    def subscribe(fn: Callable[[Any], Any]) -> Callable[[], None]:
         return hub.subscribe(topic, fn)
-    listen.__name__ = f"listen_{topic}"
-    listen.__doc__ = f"Call fn(event) for every {topic.replace('_', ' ')} event; returns unsubscribe()."
-    return listen
+    subscribe.__name__ = f"listen_{topic}"
+    subscribe.__doc__ = f"Call fn(event) for every {topic.replace('_', ' ')} event; returns unsubscribe()."
+    return subscribe
 
 
-def _listen_once(topic: str):
-    def listen_once(predicate: Callable[[Any], bool], fn: Callable) -> Callable[[], None]:
+def listen_once(topic: str) -> Callable[[Callable[[Any], bool], Callable[[Any], Any]], Callable[[], None]]:
+    """The listen_<topic>_once function: fn runs for the first event matching predicate."""
+    def subscribe(predicate: Callable[[Any], bool], fn: Callable[[Any], Any]) -> Callable[[], None]:
         return hub.subscribe(topic, fn, predicate, once=True)
-    listen_once.__name__ = f"listen_{topic}_once"
-    listen_once.__doc__ = f"Call fn once for the first {topic.replace('_', ' ')} event matching predicate."
-    return listen_once
-
-
-listen_signal = _listen("signal")
-listen_signal_once = _listen_once("signal")
-listen_signal_live = _listen("signal_live")
-listen_signal_live_once = _listen_once("signal_live")
-listen_signal_backtest = _listen("signal_backtest")
-listen_signal_backtest_once = _listen_once("signal_backtest")
-listen_done_backtest = _listen("done_backtest")
-listen_done_backtest_once = _listen_once("done_backtest")
-listen_done_live = _listen("done_live")
-listen_done_live_once = _listen_once("done_live")
-listen_done_walker = _listen("done_walker")
-listen_done_walker_once = _listen_once("done_walker")
-listen_error = _listen("error")
-listen_exit = _listen("exit")
-listen_backtest_progress = _listen("backtest_progress")
-listen_walker = _listen("walker")
-listen_walker_once = _listen_once("walker")
-listen_walker_progress = _listen("walker_progress")
-listen_walker_complete = _listen("walker_complete")
-listen_performance = _listen("performance")
-listen_partial_profit = _listen("partial_profit")
-listen_partial_profit_once = _listen_once("partial_profit")
-listen_partial_loss = _listen("partial_loss")
-listen_partial_loss_once = _listen_once("partial_loss")
-listen_risk = _listen("risk")
-listen_risk_once = _listen_once("risk")
-listen_validation = _listen("validation")
+    subscribe.__name__ = f"listen_{topic}_once"
+    subscribe.__doc__ = f"Call fn once for the first {topic.replace('_', ' ')} event matching predicate."
+    return subscribe

@@ -8,6 +8,7 @@ write made before its event is emitted.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -15,13 +16,11 @@ import sqlite3
 import threading
 import uuid
 from pathlib import Path
-from typing import Any, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
-from .errors import BacktestKitError, ValidationError
-
-
-class PersistError(BacktestKitError):
-    """A state file is unreadable or corrupt; it is never silently discarded."""
+from . import _state
+from .errors import PersistError, ValidationError
+from .events import Outcome, PartialEvent, TickResult
 
 
 class PersistBackend(Protocol):
@@ -137,7 +136,8 @@ class SqliteBackend:
         self._db.close()
 
 
-_backends: dict[str, PersistBackend] = {}  # kind ("*", "live", "risk") -> backend; reset with bk.reset
+# kind ("*", "live", "risk") -> backend
+_backends: dict[str, PersistBackend] = _state.register("persist_backends", {})
 
 
 def _check(name: str, backend) -> None:
@@ -178,5 +178,41 @@ def current_backend(kind: str = "live") -> PersistBackend:
     return _backends.get(kind) or _backends.get("*") or FileBackend()
 
 
-def reset() -> None:
-    _backends.clear()
+
+def journal_entry(result: Outcome) -> dict[str, Any]:
+    """A closed or cancelled result as a JSON-able journal record."""
+    entry: dict[str, Any] = {"action": result.action, "signal": result.signal.to_dict(),
+                             "current_price": result.current_price, "close_timestamp": result.close_timestamp}
+    if result.action == "closed":
+        entry["close_reason"] = result.close_reason
+        entry["pnl"] = dataclasses.asdict(result.pnl)
+    return entry
+
+
+class LiveStore:
+    """The saved state of one (symbol, strategy): the machine's snapshot plus the journal of
+    closed and cancelled trades, rewritten whole on every transition (one atomic write)."""
+
+    def __init__(self, backend: PersistBackend, symbol: str, strategy_name: str):
+        self.backend = backend
+        self.key = f"{symbol}_{strategy_name}"
+        self.journal: list[dict[str, Any]] = []
+        self._snapshot: Callable[[], dict[str, Any]] = dict
+
+    def bind(self, snapshot: Callable[[], dict[str, Any]]) -> None:
+        self._snapshot = snapshot
+
+    def load(self) -> Optional[dict[str, Any]]:
+        data = self.backend.read("live", self.key)
+        if data:
+            self.journal = list(data.get("journal", []))
+        return data  # type: ignore[no-any-return]
+
+    def transition(self, event: TickResult | PartialEvent) -> None:
+        if event.action == "closed" or event.action == "cancelled":
+            self.journal.append(journal_entry(event))
+        self.backend.write("live", self.key, {**self._snapshot(), "journal": self.journal})
+
+    def describe(self) -> str:
+        path = getattr(self.backend, "path", None)
+        return str(path("live", self.key)) if callable(path) else f"live/{self.key} in {self.backend!r}"

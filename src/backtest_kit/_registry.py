@@ -6,17 +6,18 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+from . import _state
 from .errors import ValidationError
 from ._schema import ExchangeSchema, FrameSchema, RiskSchema, SizingSchema, StrategySchema, WalkerSchema
 
 T = TypeVar("T")
 
-_exchanges: dict[str, ExchangeSchema] = {}
-_frames: dict[str, FrameSchema] = {}
-_strategies: dict[str, StrategySchema] = {}
-_risks: dict[str, RiskSchema] = {}
-_sizings: dict[str, SizingSchema] = {}
-_walkers: dict[str, WalkerSchema] = {}
+_exchanges: dict[str, ExchangeSchema] = _state.register("exchanges", {})
+_frames: dict[str, FrameSchema] = _state.register("frames", {})
+_strategies: dict[str, StrategySchema] = _state.register("strategies", {})
+_risks: dict[str, RiskSchema] = _state.register("risks", {})
+_sizings: dict[str, SizingSchema] = _state.register("sizings", {})
+_walkers: dict[str, WalkerSchema] = _state.register("walkers", {})
 
 _PLURAL = {"exchange": "exchanges", "frame": "frames", "strategy": "strategies",
            "risk": "risks", "sizing": "sizings", "walker": "walkers"}
@@ -167,8 +168,3 @@ def validate_walker_refs(walker_name: str, source: str | None = None) -> WalkerS
         validate_strategy_refs(strategy_name, source)
     return walker
 
-
-def reset() -> None:
-    """Forget every registered schema (tests); the configuration is left alone."""
-    for table in (_exchanges, _frames, _strategies, _risks, _sizings, _walkers):
-        table.clear()

@@ -1,4 +1,4 @@
-"""Signals, signal rows, tick results and the signal validation rules."""
+"""Normalising what get_signal returns, and the signal validation rules."""
 
 from __future__ import annotations
 
@@ -7,118 +7,15 @@ import math
 import numbers
 import re
 import uuid
-from dataclasses import dataclass, fields
-from typing import Any, Literal, Optional, Union
+from dataclasses import fields
+from typing import Any
 
 from ._config import cfg
 from .errors import ValidationError
-
-Position = Literal["long", "short"]
-CloseReason = Literal["take_profit", "stop_loss", "time_expired"]
-
-
-@dataclass(slots=True)
-class Signal:
-    """What a strategy's get_signal returns. No price_open: open now; price_open: a limit order."""
-
-    position: str
-    price_take_profit: float
-    price_stop_loss: float
-    minute_estimated_time: int
-    price_open: Optional[float] = None
-    note: Optional[str] = None
-    id: Optional[str] = None
-
+from .events import Signal, SignalRow
 
 _SIGNAL_FIELDS = tuple(f.name for f in fields(Signal))
 _REQUIRED = ("position", "price_take_profit", "price_stop_loss", "minute_estimated_time")
-
-
-@dataclass(slots=True)
-class SignalRow:
-    """A signal the engine owns: an open position or a resting limit order."""
-
-    id: str
-    position: str
-    price_open: float
-    price_take_profit: float
-    price_stop_loss: float
-    minute_estimated_time: int
-    note: str
-    symbol: str
-    strategy_name: str
-    exchange_name: str
-    scheduled_at: int
-    pending_at: int
-    is_scheduled: bool = False
-
-    def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-@dataclass(slots=True)
-class PnL:
-    pnl_percentage: float
-    price_open: float
-    price_close: float
-
-
-@dataclass(slots=True, kw_only=True)
-class _Result:
-    signal: Optional[SignalRow]
-    current_price: float
-    symbol: str
-    strategy_name: str
-    exchange_name: str
-    backtest: bool
-
-
-@dataclass(slots=True, kw_only=True)
-class IdleResult(_Result):
-    action: str = "idle"
-    signal: None = None
-
-
-@dataclass(slots=True, kw_only=True)
-class ScheduledResult(_Result):
-    action: str = "scheduled"
-
-
-@dataclass(slots=True, kw_only=True)
-class WaitingResult(_Result):
-    """A resting limit order that neither filled nor was cancelled at this tick (D17)."""
-
-    action: str = "waiting"
-
-
-@dataclass(slots=True, kw_only=True)
-class OpenedResult(_Result):
-    action: str = "opened"
-
-
-@dataclass(slots=True, kw_only=True)
-class ActiveResult(_Result):
-    action: str = "active"
-    percent_tp: float = 0.0
-    percent_sl: float = 0.0
-
-
-@dataclass(slots=True, kw_only=True)
-class ClosedResult(_Result):
-    action: str = "closed"
-    close_reason: str
-    close_timestamp: int
-    pnl: PnL
-
-
-@dataclass(slots=True, kw_only=True)
-class CancelledResult(_Result):
-    action: str = "cancelled"
-    close_timestamp: int
-
-
-TickResult = Union[IdleResult, ScheduledResult, WaitingResult, OpenedResult, ActiveResult,
-                   ClosedResult, CancelledResult]
 
 
 # --- normalisation -----------------------------------------------------------------------

@@ -19,3 +19,7 @@ class ContextError(BacktestKitError, RuntimeError):
 
 class CandleError(BacktestKitError):
     """An exchange returned candles that fail validation, or could not be fetched."""
+
+
+class PersistError(BacktestKitError):
+    """Live state cannot be read, validated or written; it is never silently discarded."""

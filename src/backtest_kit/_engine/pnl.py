@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._config import cfg
-from .._signal import PnL
+from ..events import PnL
 
 
 def pnl_percentage(position: str, price_open: float, price_close: float) -> float:

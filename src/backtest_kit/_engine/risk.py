@@ -6,54 +6,14 @@ uses the profile; positions are keyed "strategy:symbol", added on open, removed 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 from .. import _registry as registry
-from .._hub import call_reporting, hub
+from .. import _state
 from .._exchange import maybe_await
-from .._schema import RiskSchema, callback
-from .._signal import Signal
-
-
-@dataclass(slots=True)
-class ActivePosition:
-    strategy_name: str
-    symbol: str
-    signal: Any
-    open_timestamp: int
-    close_timestamp: Optional[int] = None  # backtest: set when the position closes
-
-
-@dataclass(slots=True)
-class RiskCheckArgs:
-    """What each validation receives."""
-
-    pending_signal: Signal
-    symbol: str
-    strategy_name: str
-    exchange_name: str
-    current_price: float
-    timestamp: int
-    active_position_count: int
-    active_positions: list
-
-
-@dataclass(slots=True, kw_only=True)
-class RiskEvent:
-    """Payload of listen_risk: a signal a risk profile rejected."""
-
-    symbol: str
-    pending_signal: Signal
-    strategy_name: str
-    exchange_name: str
-    current_price: float
-    active_position_count: int
-    comment: str
-    timestamp: int
-    backtest: bool
-    risk_name: str = ""
-    error: Optional[BaseException] = None
+from .._schema import RiskSchema
+from ..events import ActivePosition, RiskCheckArgs, RiskEvent, SignalRow
 
 
 class RiskBook:
@@ -71,7 +31,7 @@ class RiskBook:
         self.history: list[ActivePosition] = []  # backtest only
         self.store = None  # live: a backend to write the positions to
 
-    def add(self, strategy_name: str, symbol: str, signal, when: int) -> None:
+    def add(self, strategy_name: str, symbol: str, signal: Optional[SignalRow], when: int) -> None:
         position = ActivePosition(strategy_name, symbol, signal, when)
         self.positions[f"{strategy_name}:{symbol}"] = position
         if self.backtest:
@@ -81,7 +41,9 @@ class RiskBook:
     def remove(self, strategy_name: str, symbol: str, when: Optional[int] = None) -> None:
         position = self.positions.pop(f"{strategy_name}:{symbol}", None)
         if position is not None:
-            position.close_timestamp = when
+            if self.backtest:  # the history keeps when it closed, for checks at earlier times
+                k = next(i for i in range(len(self.history) - 1, -1, -1) if self.history[i] is position)
+                self.history[k] = replace(position, close_timestamp=when)
             self._save()
 
     def forget(self, strategy_name: str, symbol: str) -> None:
@@ -103,31 +65,22 @@ class RiskBook:
                 for p in self.positions.values()])
 
     async def check(self, args: RiskCheckArgs) -> Optional[RiskEvent]:
-        """None when every validation passes; else the rejection (already announced)."""
-        cbs = self.schema.callbacks
+        """None when every validation passes; else the rejection (the sink announces it)."""
         for v in self.schema.validations:
             try:
                 await maybe_await(v.validate(args))
             except Exception as e:  # noqa: BLE001 - raising is how a validation rejects
-                event = RiskEvent(symbol=args.symbol, pending_signal=args.pending_signal,
-                                  strategy_name=args.strategy_name, exchange_name=args.exchange_name,
-                                  current_price=args.current_price,
-                                  active_position_count=args.active_position_count,
-                                  comment=v.note or "N/A", timestamp=args.timestamp, backtest=self.backtest,
-                                  risk_name=self.schema.risk_name, error=e)
-                await hub.emit("validation", e)
-                await hub.emit("risk", event)
-                await _call(cbs, "on_rejected", args.symbol, args)
-                return event
-        await _call(cbs, "on_allowed", args.symbol, args)
+                return RiskEvent(symbol=args.symbol, pending_signal=args.pending_signal,
+                                 strategy_name=args.strategy_name, exchange_name=args.exchange_name,
+                                 current_price=args.current_price,
+                                 active_position_count=args.active_position_count,
+                                 comment=v.note or "N/A", timestamp=args.timestamp, backtest=self.backtest,
+                                 risk_name=self.schema.risk_name, error=e)
         return None
 
 
-async def _call(cbs, name: str, *args) -> None:
-    await call_reporting(callback(cbs, name), *args, where=f"risk callback {name}")
-
-
-_books: dict[tuple[str, bool], RiskBook] = {}  # part of the registry state; cleared by bk.reset()
+# One book per (risk name, mode): part of the module state, cleared by bk.reset().
+_books: dict[tuple[str, bool], RiskBook] = _state.register("risk_books", {})
 
 
 def book(risk_name: str, backtest: bool) -> RiskBook:
@@ -137,7 +90,3 @@ def book(risk_name: str, backtest: bool) -> RiskBook:
     if b is None:
         b = _books[key] = RiskBook(registry.get_risk(risk_name), backtest)
     return b
-
-
-def reset() -> None:
-    _books.clear()

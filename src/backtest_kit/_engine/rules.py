@@ -3,7 +3,8 @@ candle arrays with numpy for the fill, take-profit, stop-loss, expiry or timeout
 
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Literal, Optional
 
 import numpy as np
 
@@ -11,8 +12,8 @@ from .._time import MINUTE_MS
 from .._candles import Candles, vwap
 from .._config import cfg
 from .._context import ExecutionContext, enter, leave
-from .machine import StrategyState
-from .._signal import CancelledResult, ClosedResult
+from ..events import CancelledResult, ClosedResult, Outcome, SignalRow
+from .machine import Machine
 
 
 def _first(mask: np.ndarray) -> int:
@@ -32,7 +33,7 @@ def _price_at_end(c: Candles, v: np.ndarray) -> float:
     return float(v[-1]) if len(c) >= n and np.isfinite(v[-1]) else vwap(c[-n:])
 
 
-async def resolve(state: StrategyState, when: int) -> Optional[ClosedResult | CancelledResult]:
+async def resolve(state: Machine, when: int) -> Optional[Outcome]:
     """Run the signal the tick at `when` opened or placed to its end on 1m candles.
 
     Returns the closed or cancelled result, or None when the signal is still there: no
@@ -42,11 +43,10 @@ async def resolve(state: StrategyState, when: int) -> Optional[ClosedResult | Ca
     n = cfg.CC_AVG_PRICE_CANDLES_COUNT
     start = when - (n - 1) * MINUTE_MS
     if state.scheduled is not None:
-        row = state.scheduled
-        count = n - 1 + cfg.CC_SCHEDULE_AWAIT_MINUTES + row.minute_estimated_time + 1
+        count = n - 1 + cfg.CC_SCHEDULE_AWAIT_MINUTES + state.scheduled.minute_estimated_time + 1
     else:
-        row = state.pending
-        count = row.minute_estimated_time + n  # D15: the full lifetime
+        assert state.pending is not None
+        count = state.pending.minute_estimated_time + n  # D15: the full lifetime
     c, v = await state.exchange.minute_series(state.symbol, start, count)
     if not len(c):
         return None
@@ -55,18 +55,29 @@ async def resolve(state: StrategyState, when: int) -> Optional[ClosedResult | Ca
     token = enter(ExecutionContext(state.symbol, when, True, state.exchange, state.strategy_name))
     try:
         if state.scheduled is not None:
-            k = await _scan_waiting(state, c, v, k0)
-            if k is None or isinstance(k, CancelledResult):
-                return k
-            k0 = k + 1  # D2: the fill candle's successors are checked
-        return await _scan_open(state, c, v, k0)
+            wait = await _scan_waiting(state, state.scheduled, c, v, k0)
+            if wait.kind == "cancelled":
+                return wait.result
+            if wait.kind == "waiting":
+                return None
+            k0 = wait.index + 1  # D2: the fill candle's successors are checked
+        assert state.pending is not None
+        return await _scan_open(state, state.pending, c, v, k0)
     finally:
         leave(token)
 
 
-async def _scan_waiting(state: StrategyState, c: Candles, v: np.ndarray, k0: int):
-    """Cancelled result, the index of the fill candle, or None when data ends first."""
-    row = state.scheduled
+@dataclass(slots=True, frozen=True)
+class _Wait:
+    """How a waiting order's scan ended: filled at candle `index`, cancelled, or still waiting
+    when the data ends (D6)."""
+
+    kind: Literal["filled", "cancelled", "waiting"]
+    index: int = -1
+    result: Optional[CancelledResult] = None
+
+
+async def _scan_waiting(state: Machine, row: SignalRow, c: Candles, v: np.ndarray, k0: int) -> _Wait:
     ts = c.timestamp[k0:]
     timeout = ts - row.scheduled_at >= cfg.CC_SCHEDULE_AWAIT_MINUTES * MINUTE_MS
     if row.position == "long":
@@ -77,17 +88,18 @@ async def _scan_waiting(state: StrategyState, c: Candles, v: np.ndarray, k0: int
         fill = c.high[k0:] >= row.price_open
     i = _first(timeout | stop | fill)
     if i < 0:
-        return None
+        return _Wait("waiting")
     k = k0 + i
     when = int(c.timestamp[k])
     if timeout[i] or stop[i]:  # the timeout, then the stop, beat a fill on the same candle
-        return await state.cancel(price_at(v, c, k), when)
+        return _Wait("cancelled", k, await state.cancel(price_at(v, c, k), when))
     result = await state.fill(price_at(v, c, k), when)  # D5: the fill is an `opened` event
-    return result if isinstance(result, CancelledResult) else k
+    if result.action == "cancelled":
+        return _Wait("cancelled", k, result)
+    return _Wait("filled", k)
 
 
-async def _scan_open(state: StrategyState, c: Candles, v: np.ndarray, k0: int) -> ClosedResult:
-    row = state.pending
+async def _scan_open(state: Machine, row: SignalRow, c: Candles, v: np.ndarray, k0: int) -> ClosedResult:
     ts = c.timestamp[k0:]
     expired = ts - row.pending_at >= row.minute_estimated_time * MINUTE_MS
     if row.position == "long":
@@ -98,7 +110,7 @@ async def _scan_open(state: StrategyState, c: Candles, v: np.ndarray, k0: int) -
         sl = c.high[k0:] >= row.price_stop_loss
     i = _first(expired | tp | sl)
     end = k0 + i if i >= 0 else len(c)
-    if state.observes_progress:
+    if state.sink.observes_progress:
         for k in range(k0, end):
             if np.isfinite(v[k]):
                 await state.progress(float(v[k]), int(c.timestamp[k]))

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from .._signal import ClosedResult
+from ..events import ClosedResult
 
 DAY_MS = 86_400_000
 STD_EPSILON = 1e-12  # D13: below this a standard deviation is float noise, not dispersion

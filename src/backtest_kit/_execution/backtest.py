@@ -4,60 +4,32 @@ signal to its end on 1m candles."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import AsyncIterator, Callable, Optional
-
+from collections.abc import AsyncIterator, Callable
+from typing import Optional
 
 from .. import _registry as registry
-
-
 from .._engine import risk
-from .._time import MINUTE_MS, to_datetime
-from .._hub import hub
+from .._engine.machine import Machine
+from .._engine.rules import resolve
+from .._engine.runs import runs
+from .._engine.sink import Sink
+from .._engine.stats import BacktestStatistics, backtest_statistics
 from .._exchange import ExchangeClient, maybe_await
 from .._frames import timeframes
-from .._engine.machine import StrategyState
-from .._report.backtest import render_backtest_report, write_report
-from .._report.source import report_path
-from .._engine.rules import resolve
+from .._hub import hub
+from .._report.backtest import render_backtest_report
 from .._schema import callback
-from .._signal import CancelledResult, ClosedResult
-from .._engine.stats import BacktestStatistics, backtest_statistics
-from .base import DoneEvent, Instance, InstanceStatus, Registry, run_in_background
-
-
-@dataclass(slots=True)
-class ProgressEvent:
-    """Payload of listen_backtest_progress (coalesced to at most one per percent + the final)."""
-
-    exchange_name: str
-    strategy_name: str
-    symbol: str
-    total_frames: int
-    processed_frames: int
-    progress: float
-
-
-@dataclass(slots=True)
-class PerformanceEvent:
-    """Payload of listen_performance: one timing sample."""
-
-    timestamp: float
-    previous_timestamp: Optional[float]
-    metric_type: str
-    duration: float
-    strategy_name: str
-    exchange_name: str
-    symbol: str
-    backtest: bool
+from .._time import MINUTE_MS, to_datetime
+from ..events import DoneEvent, Outcome, PerformanceEvent, ProgressEvent
+from .base import BackgroundRun, Facade, Instance
 
 
 class Timer:
-    """Records timing samples on the instance; emits them when someone listens."""
+    """Timing samples of one run, handed to the sink (run log, listen_performance)."""
 
-    def __init__(self, inst: Instance, symbol: str, strategy: str, exchange: str, backtest: bool):
-        self.inst = inst
-        self.meta = (strategy, exchange, symbol, backtest)
+    def __init__(self, sink: Sink, exchange_name: str):
+        self.sink = sink
+        self.meta = (sink.strategy_name, exchange_name, sink.symbol, sink.backtest)
         self.previous: Optional[float] = None
 
     async def sample(self, metric: str, started: float) -> None:
@@ -66,31 +38,31 @@ class Timer:
         now = time.time() * 1000
         event = PerformanceEvent(now, self.previous, metric, (time.perf_counter() - started) * 1000, *self.meta)
         self.previous = now
-        self.inst.perf.append(event)
-        if hub.has("performance"):
-            await hub.emit("performance", event)
+        await self.sink.performance(event)
 
 
-async def run_frames(inst: Instance, symbol: str, strategy_name: str, exchange_name: str,
-                     frame_name: str) -> AsyncIterator[ClosedResult | CancelledResult]:
-    """The backtest generator: yields every closed and cancelled result in time order."""
+async def run_frames(symbol: str, strategy_name: str, exchange_name: str, frame_name: str,
+                     attach: Callable[[Machine], None]) -> AsyncIterator[Outcome]:
+    """The backtest generator: yields every closed and cancelled result in time order.
+
+    `attach(machine)` lets the caller's stop() reach the run's machine.
+    """
     strategy = registry.get_strategy(strategy_name, "Backtest.run")
     frame = registry.get_frame(frame_name, "Backtest.run")
     exchange = ExchangeClient(registry.get_exchange(exchange_name, "Backtest.run"), backtest=True)
     books = [risk.book(name, True) for name in strategy.risk_names]
     for b in books:  # a new run starts flat for this strategy and symbol
         b.forget(strategy_name, symbol)
-    state = StrategyState(strategy, exchange, symbol, backtest=True, record=inst.record, risks=books)
-    inst.state = state
-    if inst._is_stopped:
-        state.stopped = True
+    sink = Sink(strategy, symbol, backtest=True, run=runs.start("backtest", symbol, strategy_name), books=books)
+    state = Machine(strategy, exchange, symbol, sink)
+    attach(state)
     frames = timeframes(frame.start_ms, frame.end_ms, frame.interval)
     on_timeframe = callback(frame.callbacks, "on_timeframe")
     if on_timeframe is not None:
         await maybe_await(on_timeframe([to_datetime(int(t)) for t in frames], frame.start_date,
                                        frame.end_date, frame.interval))
     n = len(frames)
-    timer = Timer(inst, symbol, strategy_name, exchange_name, True)
+    timer = Timer(sink, exchange_name)
     run_started = time.perf_counter()
     progress_on = hub.has("backtest_progress")
     last_pct = -1
@@ -109,7 +81,7 @@ async def run_frames(inst: Instance, symbol: str, strategy_name: str, exchange_n
         if progress_on and i * 100 // n > last_pct:
             last_pct = i * 100 // n
             await hub.emit("backtest_progress", ProgressEvent(exchange_name, strategy_name, symbol, n, i, i / n))
-        observed = state.observes_ticks  # listeners may come and go during a run
+        observed = sink.observes_ticks  # listeners may come and go during a run
         if state.pending is None and state.scheduled is None:
             if state.stopped:
                 break
@@ -121,19 +93,19 @@ async def run_frames(inst: Instance, symbol: str, strategy_name: str, exchange_n
         try:
             result = await state.tick(when)
         except Exception as e:  # noqa: BLE001 - a failed frame is reported and skipped
-            await hub.report(e, f"Backtest {symbol} {strategy_name} at {to_datetime(when).isoformat()}")
+            await sink.error(e, f"Backtest {symbol} {strategy_name} at {to_datetime(when).isoformat()}")
             i += 1
             continue
-        outcome = None
+        outcome: Optional[Outcome] = None
         if result.action == "opened" or (result.action == "scheduled" and not state.stopped):
             # (a limit order placed while a stop is pending is dropped by the next tick instead)
             signal_started = time.perf_counter()
             try:
                 outcome = await resolve(state, when)
             except Exception as e:  # noqa: BLE001 - the signal stays; later ticks watch it
-                await hub.report(e, f"Backtest {symbol} {strategy_name} fast path")
+                await sink.error(e, f"Backtest {symbol} {strategy_name} fast path")
             await timer.sample("backtest_signal", signal_started)
-        elif result.action in ("closed", "cancelled"):
+        elif result.action == "closed" or result.action == "cancelled":
             outcome = result  # D20: tick-level closes are yielded too
         await timer.sample("backtest_timeframe", frame_started)
         if outcome is not None:
@@ -153,11 +125,13 @@ async def run_frames(inst: Instance, symbol: str, strategy_name: str, exchange_n
     await timer.sample("backtest_total", run_started)
 
 
-class BacktestUtils:
+class BacktestUtils(Facade[Instance]):
     """`bk.Backtest`: run strategies over historical frames and report on them."""
 
+    kind, done_topic, folder = "Backtest", "done_backtest", "backtest"
+
     def __init__(self) -> None:
-        self._registry = Registry()
+        super().__init__(Instance)
 
     def _validate(self, symbol: str, strategy_name: str, exchange_name: str, frame_name: str, source: str) -> None:
         registry.validate_symbol(symbol, source)
@@ -166,54 +140,42 @@ class BacktestUtils:
         registry.get_frame(frame_name, source)
 
     def run(self, symbol: str, *, strategy_name: str, exchange_name: str,
-            frame_name: str) -> AsyncIterator[ClosedResult | CancelledResult]:
+            frame_name: str) -> AsyncIterator[Outcome]:
         """Backtest `strategy_name` on `symbol`; yields closed and cancelled results."""
         self._validate(symbol, strategy_name, exchange_name, frame_name, "Backtest.run")
         inst = self._registry.get(symbol, strategy_name)
-        return self._run(inst, symbol, strategy_name, exchange_name, frame_name)
-
-    async def _run(self, inst, symbol, strategy_name, exchange_name, frame_name, begun=False):
-        if not begun:
-            inst.begin()
-        try:
-            async for result in run_frames(inst, symbol, strategy_name, exchange_name, frame_name):
-                yield result
-        finally:
-            inst.end()
+        return self._guarded(inst, lambda: run_frames(symbol, strategy_name, exchange_name, frame_name, inst.attach))
 
     def background(self, symbol: str, *, strategy_name: str, exchange_name: str,
-                   frame_name: str) -> Callable[[], None]:
+                   frame_name: str) -> BackgroundRun:
         """Run the backtest without yielding; returns cancel() at once (a graceful stop)."""
         self._validate(symbol, strategy_name, exchange_name, frame_name, "Backtest.background")
         inst = self._registry.get(symbol, strategy_name)
-        return run_in_background(
-            inst, "Backtest", lambda: self._run(inst, symbol, strategy_name, exchange_name, frame_name, True),
-            "done_backtest", DoneEvent(exchange_name, strategy_name, True, symbol))
+        return self._background(
+            inst, lambda: run_frames(symbol, strategy_name, exchange_name, frame_name, inst.attach),
+            DoneEvent(exchange_name, strategy_name, True, symbol))
 
     async def stop(self, symbol: str, strategy_name: str) -> None:
         """No new signals; a waiting order is dropped; an open position runs to its end."""
         registry.validate_strategy_refs(strategy_name, "Backtest.stop")
-        self._registry.get(symbol, strategy_name).stop()
+        self._stop(symbol, strategy_name)
+
+    def _stats(self, symbol: str, strategy_name: str, method: str) -> BacktestStatistics:
+        registry.validate_strategy_refs(strategy_name, f"Backtest.{method}")
+        self._registry.get(symbol, strategy_name)  # get_data memoises the instance, as 1.5.27 does
+        run = runs.get("backtest", symbol, strategy_name)
+        return backtest_statistics(run.closed if run is not None else [])
 
     async def get_data(self, symbol: str, strategy_name: str) -> BacktestStatistics:
-        registry.validate_strategy_refs(strategy_name, "Backtest.get_data")
-        return backtest_statistics(self._registry.get(symbol, strategy_name).closed)
+        return self._stats(symbol, strategy_name, "get_data")
 
     async def get_report(self, symbol: str, strategy_name: str, columns=None) -> str:
-        registry.validate_strategy_refs(strategy_name, "Backtest.get_report")
-        stats = backtest_statistics(self._registry.get(symbol, strategy_name).closed)
+        stats = self._stats(symbol, strategy_name, "get_report")
         return await render_backtest_report(symbol, strategy_name, stats, columns)
 
     async def dump(self, symbol: str, strategy_name: str, path: str | None = None, columns=None) -> str:
         """Write the report; `path` is a directory (default ./dump/backtest) or a .md file."""
-        text = await self.get_report(symbol, strategy_name, columns)
-        return await write_report(report_path(path, "backtest", strategy_name), text)
-
-    async def list(self) -> list[InstanceStatus]:
-        return self._registry.statuses()
-
-    def _reset(self) -> None:
-        self._registry.clear()
+        return await self._dump(await self.get_report(symbol, strategy_name, columns), path, strategy_name)
 
 
 Backtest = BacktestUtils()

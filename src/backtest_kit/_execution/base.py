@@ -1,21 +1,24 @@
-"""Instance/Utils machinery shared by Backtest, Live and Walker: memoised instances, a
-single-run task per instance, and background runs with or without a running event loop."""
+"""What Backtest, Live and Walker share: memoised instances with a single-run guard, background
+runs with or without a running event loop, stop, list and report dumps."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Generic, Optional, TypeVar
 
-from ..errors import BacktestKitError
+from .. import _state
 from .._hub import hub
-from .._engine.machine import PartialEvent
-from .._engine.risk import RiskEvent
+from .._report.backtest import write_report
+from .._report.source import report_path
+from ..errors import BacktestKitError
+from ..events import DoneEvent
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class InstanceStatus:
     id: str
     symbol: str
@@ -27,86 +30,81 @@ class InstanceStatus:
         """The strategy name (Backtest, Live) or the walker name (Walker)."""
         return self.strategy_name
 
-    walker_name = name
+    @property
+    def walker_name(self) -> str:
+        return self.strategy_name
+
+
+class Stoppable:
+    """Something a stop() reaches: a machine (no new signals) or a walk's current backtest."""
+
+    stopped: bool
 
 
 class Instance:
-    """One (symbol, name) of an execution class, with its own results and run flags."""
+    """One (symbol, name) of an execution class: its id and run flags."""
 
     def __init__(self, symbol: str, name: str):
         self.id = uuid.uuid4().hex
         self.symbol = symbol
         self.name = name
-        self._is_stopped = False
-        self._is_done = False
-        self._running = False
-        self.state = None           # the StrategyState of the current / last run
-        self.results: list = []     # closed and cancelled results of the last run
-        self.events: list = []      # every non-idle tick result of the last run, in order
-        self.perf: list = []        # PerformanceEvent samples of the last run
-        self.rejections: list = []  # RiskEvents of the last run
-        self.partials: list = []    # PartialEvents of the last run
+        self.stopped = False
+        self.running = False
+        self.done = False
+        self.target: Optional[Stoppable] = None  # what stop() also reaches during a run
 
     @property
     def status(self) -> str:
-        if self._running:
+        if self.running:
             return "running"
-        return "done" if self._is_done else "idle"
+        return "done" if self.done else "idle"
 
-    def begin(self) -> None:
-        """Start a run: fresh flags and records (a failed run may be started again, D9)."""
-        if self._running:
-            raise BacktestKitError(f"{self.name} on {self.symbol} is already running "
+    def begin(self, kind: str) -> None:
+        """Start a run: fresh flags (a failed run may be started again, D9)."""
+        if self.running:
+            raise BacktestKitError(f"{kind}: {self.name} on {self.symbol} is already running "
                                    f"(instance {self.id}); stop it or wait for it to finish")
-        self._running = True
-        self._is_stopped = False
-        self._is_done = False
-        self.results = []
-        self.events = []
-        self.perf = []
-        self.rejections = []
-        self.partials = []
+        self.running = True
+        self.stopped = False
+        self.done = False
 
     def end(self) -> None:
-        self._running = False
-        self._is_done = True
+        self.running = False
+        self.done = True
+        self.target = None
 
-    def record(self, result) -> None:
-        if isinstance(result, RiskEvent):
-            self.rejections.append(result)
-            return
-        if isinstance(result, PartialEvent):
-            self.partials.append(result)
-            return
-        if result.action == "idle":
-            return  # idle ticks are observable through listeners, not worth keeping
-        self.events.append(result)
-        if result.action in ("closed", "cancelled"):
-            self.results.append(result)
-
-    @property
-    def closed(self) -> list:
-        return [r for r in self.results if r.action == "closed"]
+    def attach(self, target: Stoppable) -> None:
+        """During a run, stop() also stops `target`; a stop that came first applies at once."""
+        self.target = target
+        if self.stopped:
+            target.stopped = True
 
     def stop(self) -> None:
-        self._is_stopped = True
-        if self.state is not None:
-            self.state.stopped = True
+        self.stopped = True
+        if self.target is not None:
+            self.target.stopped = True
 
 
-class Registry:
+I = TypeVar("I", bound=Instance)
+
+
+class Registry(Generic[I]):
     """Memoised instances of one execution class, keyed by (symbol, name)."""
 
-    def __init__(self, factory: Callable[[str, str], "Instance"] = None) -> None:
-        self._factory = factory or Instance
-        self._instances: dict[tuple[str, str], Instance] = {}
+    def __init__(self, factory: Callable[[str, str], I]) -> None:
+        self._factory = factory
+        self._instances: dict[tuple[str, str], I] = {}
 
-    def get(self, symbol: str, name: str) -> Instance:
+    def get(self, symbol: str, name: str) -> I:
         key = (symbol, name)
         inst = self._instances.get(key)
         if inst is None:
             inst = self._instances[key] = self._factory(symbol, name)
         return inst
+
+    def find(self, symbol: str, name: str) -> Optional[I]:
+        """The instance if it exists (never creates one)."""
+        return self._instances.get((symbol, name))
 
     def statuses(self) -> list[InstanceStatus]:
         return [InstanceStatus(i.id, i.symbol, i.name, i.status) for i in self._instances.values()]
@@ -114,34 +112,56 @@ class Registry:
     def clear(self) -> None:
         self._instances.clear()
 
-
-@dataclass(slots=True)
-class DoneEvent:
-    """Payload of listen_done_*: a background run finished (walkers: strategy_name = walker)."""
-
-    exchange_name: str
-    strategy_name: str
-    backtest: bool
-    symbol: str
+    def __len__(self) -> int:
+        return len(self._instances)
 
 
-def run_in_background(inst: "Instance", kind: str, consume: Callable[[], Any], done_topic: str,
-                      done: DoneEvent) -> Callable[[], None]:
-    """Start consuming `consume()` in the background; `done_topic` fires exactly once at the end."""
-    if inst._running:
-        raise BacktestKitError(f"{kind}.background is already running for symbol={inst.symbol} "
-                               f"name={inst.name} (instance {inst.id}); stop it or wait for done")
-    inst.begin()  # marked running now, so a second background() call is refused at once
+class Facade(Generic[I]):
+    """The shape of bk.Backtest / bk.Live / bk.Walker: run -> single-run guard, background,
+    stop, list, dump. Subclasses provide the run generator and the report text."""
 
-    async def work() -> None:
-        try:
-            async for _ in consume():
-                pass
-        finally:
-            inst.end()
-            await hub.emit(done_topic, done)
+    kind = ""        # "Backtest": names calls in messages
+    done_topic = ""  # "done_backtest"
+    folder = ""      # default dump folder under ./dump
 
-    return start_background(work, inst.stop)
+    def __init__(self, factory: Callable[[str, str], I]) -> None:
+        self._registry: Registry[I] = _state.register(f"{self.kind.lower()}_instances", Registry(factory))
+
+    def _guarded(self, inst: I, work: Callable[[], AsyncIterator[Any]], begun: bool = False) -> AsyncIterator[Any]:
+        """`work()` under the instance's single-run guard."""
+
+        async def run() -> AsyncIterator[Any]:
+            if not begun:
+                inst.begin(f"{self.kind}.run")
+            try:
+                async for item in work():
+                    yield item
+            finally:
+                inst.end()
+
+        return run()
+
+    def _background(self, inst: I, work: Callable[[], AsyncIterator[Any]], done: DoneEvent) -> BackgroundRun:
+        """Consume `work()` in the background; the done topic fires exactly once at the end."""
+        inst.begin(f"{self.kind}.background")  # marked running now: a second call is refused at once
+
+        async def consume() -> None:
+            try:
+                async for _ in self._guarded(inst, work, begun=True):
+                    pass
+            finally:
+                await hub.emit(self.done_topic, done)
+
+        return start_background(consume, inst.stop)
+
+    def _stop(self, symbol: str, name: str) -> None:
+        self._registry.get(symbol, name).stop()
+
+    async def list(self) -> list[InstanceStatus]:
+        return self._registry.statuses()
+
+    async def _dump(self, text: str, path: Optional[str], name: str) -> str:
+        return await write_report(report_path(path, self.folder, name), text)
 
 
 class BackgroundRun:
@@ -150,7 +170,7 @@ class BackgroundRun:
 
     def __init__(self, on_cancel: Callable[[], None]):
         self._on_cancel = on_cancel
-        self.task: Optional[asyncio.Task] = None
+        self.task: Optional[asyncio.Task[None]] = None
         self.thread: Optional[threading.Thread] = None
 
     def __call__(self) -> None:
@@ -159,9 +179,28 @@ class BackgroundRun:
     def wait(self, timeout: float | None = None) -> bool:
         """Join the background thread (sync callers); True when the run has ended."""
         if self.thread is None:
-            raise RuntimeError("wait() is for runs started without an event loop; await .task instead")
+            raise BacktestKitError("wait() is for runs started without an event loop; await .task instead")
         self.thread.join(timeout)
         return not self.thread.is_alive()
+
+
+class _Background:
+    """Strong references to background tasks and threads, so none is collected mid-run."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.threads: list[threading.Thread] = []
+
+    def clear(self) -> None:
+        """Forget finished threads and tasks (running ones keep running)."""
+        self.threads = [t for t in self.threads if t.is_alive()]
+        self.tasks = {t for t in self.tasks if not t.done()}
+
+    def __len__(self) -> int:
+        return len(self.threads) + len(self.tasks)
+
+
+_background = _state.register("background_runs", _Background())
 
 
 def start_background(work: Callable[[], Awaitable[None]], on_cancel: Callable[[], None]) -> BackgroundRun:
@@ -182,25 +221,20 @@ def start_background(work: Callable[[], Awaitable[None]], on_cancel: Callable[[]
     except RuntimeError:
         loop = None
     if loop is not None:
-        run.task = loop.create_task(guarded())
-        _BACKGROUND.add(run.task)
-        run.task.add_done_callback(_BACKGROUND.discard)
+        task = run.task = loop.create_task(guarded())
+        _background.tasks.add(task)
+        task.add_done_callback(_background.tasks.discard)
     else:
-        run.thread = threading.Thread(target=lambda: asyncio.run(guarded()), daemon=True,
-                                      name="backtest-kit-background")
-        run.thread.start()
-        _THREADS.append(run.thread)
+        thread = run.thread = threading.Thread(target=lambda: asyncio.run(guarded()), daemon=True,
+                                               name="backtest-kit-background")
+        thread.start()
+        _background.threads.append(thread)
     return run
-
-
-# Strong references so background tasks are not garbage-collected mid-run.
-_BACKGROUND: set = set()
-_THREADS: list = []
 
 
 def wait_background_threads(timeout: float | None = None) -> None:
     """Join background threads started without an event loop (useful in scripts and tests)."""
-    for t in list(_THREADS):
+    for t in list(_background.threads):
         t.join(timeout)
         if not t.is_alive():
-            _THREADS.remove(t)
+            _background.threads.remove(t)

@@ -4,45 +4,26 @@ process resumes exactly where it was."""
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Callable, Optional
+from typing import Any, Optional
 
 from .. import _registry as registry
-
-from .._engine import risk
-from .._time import MINUTE_MS
 from .._clock import Clock, SystemClock, VirtualClock
 from .._config import cfg
-from .._hub import hub
-from .._exchange import ExchangeClient
-from .._engine.machine import StrategyState
-from .._persist import PersistBackend, current_backend
-from .._engine.pnl import PnL
-from .._report.backtest import write_report
-from .._report.live import render_live_report
-from .._signal import CancelledResult, ClosedResult, OpenedResult, SignalRow
+from .._engine import risk
+from .._engine.machine import Machine
+from .._engine.runs import runs
+from .._engine.sink import Sink
 from .._engine.stats import BacktestStatistics, backtest_statistics
-from .._report.source import report_path
+from .._exchange import ExchangeClient
+from .._persist import LiveStore, PersistBackend, current_backend
+from .._report.live import render_live_report
+from .._time import MINUTE_MS
+from ..events import (ActivePosition, CancelledResult, ClosedResult, DoneEvent, OpenedResult, Outcome, PnL,
+                      SignalRow)
 from .backtest import Timer
-from .base import DoneEvent, Instance, InstanceStatus, Registry, run_in_background
-
-
-class LiveStore:
-    """The saved state of one (symbol, strategy) in a persistence backend."""
-
-    def __init__(self, backend: PersistBackend, symbol: str, strategy_name: str):
-        self.backend = backend
-        self.key = f"{symbol}_{strategy_name}"
-
-    def load(self) -> Optional[dict]:
-        return self.backend.read("live", self.key)
-
-    def save(self, snapshot: dict) -> None:
-        self.backend.write("live", self.key, snapshot)
-
-    def describe(self) -> str:
-        path = getattr(self.backend, "path", None)
-        return str(path("live", self.key)) if callable(path) else f"live/{self.key} in {self.backend!r}"
+from .base import BackgroundRun, Facade, Instance
 
 
 def live_book(risk_name: str, backend: PersistBackend) -> risk.RiskBook:
@@ -50,7 +31,7 @@ def live_book(risk_name: str, backend: PersistBackend) -> risk.RiskBook:
     b = risk.book(risk_name, False)
     if b.store is None:
         for p in backend.read("risk", risk_name) or []:
-            b.positions[f"{p['strategy_name']}:{p['symbol']}"] = risk.ActivePosition(
+            b.positions[f"{p['strategy_name']}:{p['symbol']}"] = ActivePosition(
                 p["strategy_name"], p["symbol"], SignalRow(**p["signal"]) if p.get("signal") else None,
                 p["open_timestamp"])
         b.store = backend
@@ -73,7 +54,7 @@ class LiveStatistics(BacktestStatistics):
     total_closed: int = 0
 
 
-def _from_journal(entry: dict, strategy_name: str, exchange_name: str, symbol: str):
+def _from_journal(entry: dict[str, Any], strategy_name: str, exchange_name: str, symbol: str) -> Outcome:
     row = SignalRow(**entry["signal"])
     base = dict(signal=row, current_price=entry["current_price"], symbol=symbol,
                 strategy_name=strategy_name, exchange_name=exchange_name, backtest=False)
@@ -84,7 +65,7 @@ def _from_journal(entry: dict, strategy_name: str, exchange_name: str, symbol: s
 
 
 async def run_live(inst: Instance, symbol: str, strategy_name: str, exchange_name: str,
-                   clock: Clock) -> AsyncIterator:
+                   clock: Clock) -> AsyncIterator[OpenedResult | Outcome]:
     """The live generator: yields opened, closed and cancelled results until stopped."""
     strategy = registry.get_strategy(strategy_name, "Live.run")
     exchange = ExchangeClient(registry.get_exchange(exchange_name, "Live.run"), backtest=False,
@@ -100,22 +81,25 @@ async def run_live(inst: Instance, symbol: str, strategy_name: str, exchange_nam
             lock.close()
 
 
-async def _live_loop(inst, symbol, strategy_name, exchange_name, clock, backend, strategy, exchange):
+async def _live_loop(inst: Instance, symbol: str, strategy_name: str, exchange_name: str, clock: Clock,
+                     backend: PersistBackend, strategy: Any, exchange: ExchangeClient
+                     ) -> AsyncIterator[OpenedResult | Outcome]:
     store = LiveStore(backend, symbol, strategy_name)
     books = [live_book(name, current_backend("risk")) for name in strategy.risk_names]
-    state = StrategyState(strategy, exchange, symbol, backtest=False, record=inst.record, store=store,
-                          risks=books)
-    inst.state = state
-    if state.load_saved():
-        # Trades closed before a restart still count in this instance's statistics.
-        for entry in state.journal:
-            inst.record(_from_journal(entry, strategy_name, exchange_name, symbol))
+    run = runs.start("live", symbol, strategy_name)
+    sink = Sink(strategy, symbol, backtest=False, run=run, books=books, persist=store)
+    state = Machine(strategy, exchange, symbol, sink)
+    saved = store.load()
+    if saved:
+        state.restore(saved, store.describe())
+        # Trades closed before a restart still count in this run's statistics.
+        for entry in store.journal:
+            run.restore(_from_journal(entry, strategy_name, exchange_name, symbol))
         if isinstance(clock, VirtualClock) and state.cursor is not None:
             clock.resume_after(state.cursor, next_tick)  # paper trading continues its replay
         await state.announce_restored(clock.now_ms())
-    if inst._is_stopped:
-        state.stopped = True
-    timer = Timer(inst, symbol, strategy_name, exchange_name, False)
+    inst.attach(state)
+    timer = Timer(sink, exchange_name)
     while True:
         if isinstance(clock, VirtualClock) and clock.exhausted():
             break  # end of the replay: state stays saved, like a process that exits
@@ -127,21 +111,23 @@ async def _live_loop(inst, symbol, strategy_name, exchange_name, clock, backend,
         try:
             result = await state.tick(when)
         except Exception as e:  # noqa: BLE001 - a failed tick is reported; the loop goes on
-            await hub.report(e, f"Live {symbol} {strategy_name}")
+            await sink.error(e, f"Live {symbol} {strategy_name}")
         else:
             await timer.sample("live_tick", started)
-            if result.action in ("opened", "closed", "cancelled"):
+            if result.action == "opened" or result.action == "closed" or result.action == "cancelled":
                 yield result
             if state.stopped and state.pending is None and state.scheduled is None:
                 break  # D18: a stop waits for the open position to close
         await clock.sleep((next_tick(when) - clock.now_ms()) / 1000)
 
 
-class LiveUtils:
+class LiveUtils(Facade[Instance]):
     """`bk.Live`: run strategies on the clock with crash-safe state."""
 
+    kind, done_topic, folder = "Live", "done_live", "live"
+
     def __init__(self) -> None:
-        self._registry = Registry()
+        super().__init__(Instance)
 
     def _validate(self, symbol: str, strategy_name: str, exchange_name: str, source: str) -> None:
         registry.validate_symbol(symbol, source)
@@ -153,54 +139,43 @@ class LiveUtils:
         """Trade `strategy_name` on `symbol` until stopped; `clock` defaults to the system clock."""
         self._validate(symbol, strategy_name, exchange_name, "Live.run")
         inst = self._registry.get(symbol, strategy_name)
-        return self._run(inst, symbol, strategy_name, exchange_name, clock or SystemClock())
-
-    async def _run(self, inst, symbol, strategy_name, exchange_name, clock, begun=False):
-        if not begun:
-            inst.begin()
-        try:
-            async for result in run_live(inst, symbol, strategy_name, exchange_name, clock):
-                yield result
-        finally:
-            inst.end()
+        return self._guarded(inst, lambda: run_live(inst, symbol, strategy_name, exchange_name, clock or SystemClock()))
 
     def background(self, symbol: str, *, strategy_name: str, exchange_name: str,
-                   clock: Clock | None = None) -> Callable[[], None]:
+                   clock: Clock | None = None) -> BackgroundRun:
         """Trade without yielding; returns cancel() (a graceful stop) at once."""
         self._validate(symbol, strategy_name, exchange_name, "Live.background")
         inst = self._registry.get(symbol, strategy_name)
-        return run_in_background(
-            inst, "Live", lambda: self._run(inst, symbol, strategy_name, exchange_name, clock or SystemClock(), True),
-            "done_live", DoneEvent(exchange_name, strategy_name, False, symbol))
+        return self._background(
+            inst, lambda: run_live(inst, symbol, strategy_name, exchange_name, clock or SystemClock()),
+            DoneEvent(exchange_name, strategy_name, False, symbol))
 
     async def stop(self, symbol: str, strategy_name: str) -> None:
         """No new signals; a waiting order is cancelled; the open position runs to its close."""
         registry.validate_strategy_refs(strategy_name, "Live.stop")
-        self._registry.get(symbol, strategy_name).stop()
+        self._stop(symbol, strategy_name)
 
-    async def get_data(self, symbol: str, strategy_name: str) -> LiveStatistics:
-        registry.validate_strategy_refs(strategy_name, "Live.get_data")
-        inst = self._registry.get(symbol, strategy_name)
-        closed = inst.closed
+    def _stats(self, symbol: str, strategy_name: str, method: str) -> LiveStatistics:
+        registry.validate_strategy_refs(strategy_name, f"Live.{method}")
+        self._registry.get(symbol, strategy_name)  # get_data memoises the instance, as 1.5.27 does
+        run = runs.get("live", symbol, strategy_name)
+        closed = run.closed if run is not None else []
         s = backtest_statistics(closed)
-        events = [e for e in inst.events if e.action in ("opened", "scheduled", "closed", "cancelled")]
+        events = [e for e in (run.events if run is not None else [])
+                  if e.action in ("opened", "scheduled", "closed", "cancelled")]
         return LiveStatistics(**{f: getattr(s, f) for f in s.__dataclass_fields__},
                               event_list=events, total_events=len(events), total_closed=len(closed))
 
+    async def get_data(self, symbol: str, strategy_name: str) -> LiveStatistics:
+        return self._stats(symbol, strategy_name, "get_data")
+
     async def get_report(self, symbol: str, strategy_name: str, columns=None) -> str:
-        registry.validate_strategy_refs(strategy_name, "Live.get_report")
-        return await render_live_report(symbol, strategy_name, await self.get_data(symbol, strategy_name), columns)
+        return await render_live_report(symbol, strategy_name, self._stats(symbol, strategy_name, "get_report"),
+                                        columns)
 
     async def dump(self, symbol: str, strategy_name: str, path: str | None = None, columns=None) -> str:
         """Write the report; `path` is a directory (default ./dump/live) or a .md file."""
-        text = await self.get_report(symbol, strategy_name, columns)
-        return await write_report(report_path(path, "live", strategy_name), text)
-
-    async def list(self) -> list[InstanceStatus]:
-        return self._registry.statuses()
-
-    def _reset(self) -> None:
-        self._registry.clear()
+        return await self._dump(await self.get_report(symbol, strategy_name, columns), path, strategy_name)
 
 
 Live = LiveUtils()

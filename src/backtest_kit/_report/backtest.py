@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .._config import cfg
-from .._signal import ClosedResult, plain_note
+from ..events import ClosedResult
+from .._signal import plain_note
 from .._engine.stats import BacktestStatistics
 from .table import Column, fmt_num, fmt_pct, fmt_price, fmt_time, js_round, render_table
 

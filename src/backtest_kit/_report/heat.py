@@ -9,7 +9,7 @@ from typing import Any, Iterable, Optional, Sequence
 from .. import _registry as registry
 from .._engine.stats import STD_EPSILON
 from .backtest import write_report
-from .source import InstanceSource, default_instances, report_path
+from .source import RunSource, default_runs, report_path
 from .table import Column, fmt_num, fmt_pct, render_table
 
 
@@ -147,13 +147,13 @@ async def render_heat_report(strategy_name: str, stats: HeatmapStatistics,
 class HeatUtils:
     """`bk.Heat`: the portfolio heatmap of a strategy over every symbol it ran on."""
 
-    def __init__(self, instances: InstanceSource):
-        self._instances = instances
+    def __init__(self, source: RunSource = default_runs):
+        self._source = source
 
     def _stats(self, strategy_name: str, backtest: bool, source: str) -> HeatmapStatistics:
         registry.validate_strategy_refs(strategy_name, source)
-        return heatmap_statistics(r for i in self._instances(backtest) if i.name == strategy_name
-                                  for r in i.results if r.action == "closed")
+        return heatmap_statistics(r for run in self._source(backtest) if run.strategy_name == strategy_name
+                                  for r in run.results if r.action == "closed")
 
     async def get_data(self, strategy_name: str, backtest: bool = True) -> HeatmapStatistics:
         """Heatmap statistics of strategy_name across symbols."""
@@ -173,4 +173,4 @@ class HeatUtils:
         return await write_report(report_path(path, "heatmap", strategy_name), text)
 
 
-Heat = HeatUtils(default_instances)
+Heat = HeatUtils()

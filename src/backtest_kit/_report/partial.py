@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
+from .._engine.runs import Run
 from .source import InstanceReport
 from .table import Column, fmt_price, fmt_time, render_table
 
@@ -53,8 +54,8 @@ class PartialUtils(InstanceReport):
 
     title, folder, per_symbol = "Partial", "partial", True
 
-    def compute(self, inst, symbol: str, strategy_name: str) -> PartialStatistics:
-        return partial_statistics(inst.partials if inst is not None else [])
+    def compute(self, run: Optional[Run], symbol: str, strategy_name: str) -> PartialStatistics:
+        return partial_statistics(run.partials if run is not None else [])
 
     async def render(self, symbol, strategy_name, stats, columns) -> str:
         return await render_partial_report(symbol, strategy_name, stats, columns)

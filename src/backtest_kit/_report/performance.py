@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence
 
+from .._engine.runs import Run
 from .source import InstanceReport
 from .table import Column, render_table, to_fixed
 
@@ -124,8 +125,8 @@ class PerformanceUtils(InstanceReport):
 
     title, folder = "Performance", "performance"
 
-    def compute(self, inst, symbol: str, strategy_name: str) -> PerformanceStatistics:
-        return performance_statistics(strategy_name, inst.perf if inst is not None else [])
+    def compute(self, run: Optional[Run], symbol: str, strategy_name: str) -> PerformanceStatistics:
+        return performance_statistics(strategy_name, run.perf if run is not None else [])
 
     async def render(self, symbol, strategy_name, stats, columns) -> str:
         return await render_performance_report(stats, columns)

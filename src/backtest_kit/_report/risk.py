@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 
 from .._config import cfg
 from .._signal import plain_note
+from .._engine.runs import Run
 from .source import InstanceReport
 from .table import Column, fmt_price, fmt_time, render_table
 
@@ -63,8 +64,8 @@ class RiskUtils(InstanceReport):
 
     title, folder, per_symbol = "Risk", "risk", True
 
-    def compute(self, inst, symbol: str, strategy_name: str) -> RiskStatistics:
-        return risk_statistics(inst.rejections if inst is not None else [])
+    def compute(self, run: Optional[Run], symbol: str, strategy_name: str) -> RiskStatistics:
+        return risk_statistics(run.rejections if run is not None else [])
 
     async def render(self, symbol, strategy_name, stats, columns) -> str:
         return await render_risk_report(symbol, strategy_name, stats, columns)

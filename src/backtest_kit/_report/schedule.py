@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence
 
 from .._config import cfg
-from .._signal import SignalRow, plain_note
+from ..events import SignalRow
+from .._signal import plain_note
+from .._engine.runs import Run
 from .source import InstanceReport
 from .table import Column, fmt_num, fmt_price, fmt_time, js_round, render_table
 
@@ -134,8 +136,8 @@ class ScheduleUtils(InstanceReport):
 
     title, folder = "Schedule", "schedule"
 
-    def compute(self, inst, symbol: str, strategy_name: str) -> ScheduleStatistics:
-        return schedule_statistics(inst.events if inst is not None else [])
+    def compute(self, run: Optional[Run], symbol: str, strategy_name: str) -> ScheduleStatistics:
+        return schedule_statistics(run.events if run is not None else [])
 
     async def render(self, symbol, strategy_name, stats, columns) -> str:
         return await render_schedule_report(strategy_name, stats, columns)

@@ -1,4 +1,4 @@
-"""Where reports find their data (the execution instances), where they are written, and the
+"""Where reports find their data (the run log), where they are written, and the
 get_data / get_report / dump surface shared by the per-(symbol, strategy) reports."""
 
 from __future__ import annotations
@@ -7,22 +7,21 @@ import os
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from .. import _registry as registry
+from .._engine.runs import Run, mode_of, runs
 from .backtest import write_report
 from .table import Column
 
-InstanceSource = Callable[[bool], Iterable[Any]]
+RunSource = Callable[[bool], Iterable[Run]]
 
 
-def default_instances(backtest: bool) -> Iterable[Any]:
-    """Backtest instances for backtest=True, Live instances otherwise."""
-    from .._execution.backtest import Backtest
-    from .._execution.live import Live
-    return list((Backtest if backtest else Live)._registry._instances.values())
+def default_runs(backtest: bool) -> list[Run]:
+    """The latest backtest runs for backtest=True, live runs otherwise."""
+    return runs.all(mode_of(backtest))
 
 
-def find_instance(source: InstanceSource, backtest: bool, symbol: str, strategy_name: str) -> Any:
-    """The instance of (symbol, strategy_name) in that mode, or None (never creates one)."""
-    return next((i for i in source(backtest) if i.symbol == symbol and i.name == strategy_name), None)
+def find_run(source: RunSource, backtest: bool, symbol: str, strategy_name: str) -> Optional[Run]:
+    """The run of (symbol, strategy_name) in that mode, or None when it never ran."""
+    return next((r for r in source(backtest) if r.symbol == symbol and r.strategy_name == strategy_name), None)
 
 
 def report_path(path: Optional[str], kind: str, name: str) -> str:
@@ -34,16 +33,16 @@ def report_path(path: Optional[str], kind: str, name: str) -> str:
 
 class InstanceReport:
     """A report over the last run of one (symbol, strategy): subclasses say what to compute
-    from the instance and how to render it."""
+    from the run and how to render it."""
 
     title = ""          # "Schedule": names the calls in validation errors
     folder = ""         # default dump folder under ./dump
     per_symbol = False  # file named <symbol>_<strategy>.md instead of <strategy>.md
 
-    def __init__(self, instances: InstanceSource = default_instances):
-        self._instances = instances
+    def __init__(self, source: RunSource = default_runs):
+        self._source = source
 
-    def compute(self, inst: Any, symbol: str, strategy_name: str) -> Any:
+    def compute(self, run: Optional[Run], symbol: str, strategy_name: str) -> Any:
         raise NotImplementedError
 
     async def render(self, symbol: str, strategy_name: str, stats: Any,
@@ -52,7 +51,7 @@ class InstanceReport:
 
     def _stats(self, symbol: str, strategy_name: str, backtest: bool, method: str) -> Any:
         registry.validate_strategy_refs(strategy_name, f"{self.title}.{method}")
-        return self.compute(find_instance(self._instances, backtest, symbol, strategy_name), symbol, strategy_name)
+        return self.compute(find_run(self._source, backtest, symbol, strategy_name), symbol, strategy_name)
 
     async def get_data(self, symbol: str, strategy_name: str, backtest: bool = True) -> Any:
         """Statistics of the last run of (symbol, strategy_name); empty when it never ran."""

@@ -1,0 +1,82 @@
+"""The run log: what each run of (mode, symbol, strategy) produced, filled only by the sink.
+
+Every report and every `get_data` reads from here; nothing reads execution objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .. import _state
+from ..events import (ClosedResult, Mode, Outcome, PartialEvent, PerformanceEvent, RiskEvent,
+                      TickResult)
+
+
+@dataclass(slots=True, eq=False)
+class RunError:
+    """A recoverable error met during a run (the run went on)."""
+
+    where: str
+    error: BaseException
+
+
+@dataclass(slots=True, eq=False)
+class Run:
+    """The record of one run; a new run of the same key replaces it."""
+
+    mode: Mode
+    symbol: str
+    strategy_name: str
+    results: list[Outcome] = field(default_factory=list)       # closed and cancelled, in order
+    events: list[TickResult] = field(default_factory=list)     # every non-idle tick result
+    perf: list[PerformanceEvent] = field(default_factory=list)
+    rejections: list[RiskEvent] = field(default_factory=list)
+    partials: list[PartialEvent] = field(default_factory=list)
+    errors: list[RunError] = field(default_factory=list)
+
+    def add(self, result: TickResult) -> None:
+        if result.action == "idle":
+            return  # idle ticks are observable through listeners, not worth keeping
+        self.events.append(result)
+        if result.action == "closed" or result.action == "cancelled":
+            self.results.append(result)
+
+    def restore(self, outcome: Outcome) -> None:
+        """A trade closed before a restart (live): counts in statistics, emits nothing."""
+        self.events.append(outcome)
+        self.results.append(outcome)
+
+    @property
+    def closed(self) -> list[ClosedResult]:
+        return [r for r in self.results if r.action == "closed"]
+
+
+class RunLog:
+    """The latest run of each (mode, symbol, strategy)."""
+
+    def __init__(self) -> None:
+        self._runs: dict[tuple[Mode, str, str], Run] = {}
+
+    def start(self, mode: Mode, symbol: str, strategy_name: str) -> Run:
+        run = self._runs[(mode, symbol, strategy_name)] = Run(mode, symbol, strategy_name)
+        return run
+
+    def get(self, mode: Mode, symbol: str, strategy_name: str) -> Run | None:
+        return self._runs.get((mode, symbol, strategy_name))
+
+    def all(self, mode: Mode) -> list[Run]:
+        """The latest run of every (symbol, strategy) in `mode`, in the order keys first ran."""
+        return [r for (m, _, _), r in self._runs.items() if m == mode]
+
+    def clear(self) -> None:
+        self._runs.clear()
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+
+runs = _state.register("runs", RunLog())
+
+
+def mode_of(backtest: bool) -> Mode:
+    return "backtest" if backtest else "live"

@@ -1,0 +1,166 @@
+"""The sink: the one place where a machine's events take effect, in a fixed order.
+
+persist (live) -> risk books -> user callbacks -> run log -> hub. The golden and crash
+tests pin this order: state is durable before anyone hears of a transition, and a
+close cannot be repeated after a crash.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Protocol, Sequence
+
+from .._hub import call_reporting, hub
+from .._schema import StrategySchema, callback
+from ..events import (PartialEvent, PerformanceEvent, RiskCheckArgs, RiskEvent, SignalRow,
+                      TickResult)
+from .risk import RiskBook
+from .runs import Run, RunError
+
+Snapshot = Callable[[], dict[str, Any]]
+
+
+class Persist(Protocol):
+    """Where a machine's state goes before its events are heard (live), or nowhere (backtest)."""
+
+    def bind(self, snapshot: Snapshot) -> None: ...
+    def load(self) -> Optional[dict[str, Any]]: ...
+    def transition(self, event: TickResult | PartialEvent) -> None: ...
+    def describe(self) -> str: ...
+
+
+class NoPersist:
+    """Backtests keep state in memory only."""
+
+    def bind(self, snapshot: Snapshot) -> None:
+        pass
+
+    def load(self) -> Optional[dict[str, Any]]:
+        return None
+
+    def transition(self, event: TickResult | PartialEvent) -> None:
+        pass
+
+    def describe(self) -> str:
+        return "memory"
+
+
+_STATEFUL = frozenset({"scheduled", "opened", "closed", "cancelled"})
+_CALLBACKS = ("on_open", "on_close", "on_schedule", "on_cancel", "on_tick", "on_idle", "on_active",
+              "on_write", "on_partial_profit", "on_partial_loss")
+
+
+class Sink:
+    """Applies the events of one (mode, symbol, strategy) machine."""
+
+    def __init__(self, schema: StrategySchema, symbol: str, *, backtest: bool, run: Run,
+                 books: Sequence[RiskBook] = (), persist: Persist | None = None):
+        self.symbol = symbol
+        self.strategy_name = schema.strategy_name
+        self.backtest = backtest
+        self.run = run
+        self.books = list(books)
+        self.persist: Persist = persist or NoPersist()
+        self._cb = {name: callback(schema.callbacks, name) for name in _CALLBACKS}
+        self._topic = "signal_backtest" if backtest else "signal_live"
+
+    # --- who is listening (the machine skips work nobody sees) --------------------------
+
+    @property
+    def observes_ticks(self) -> bool:
+        """True when someone sees idle ticks, so no frame may be skipped."""
+        return (hub.has(self._topic) or hub.has("signal")
+                or self._cb["on_tick"] is not None or self._cb["on_idle"] is not None)
+
+    @property
+    def observes_progress(self) -> bool:
+        return (hub.has("partial_profit") or hub.has("partial_loss")
+                or self._cb["on_partial_profit"] is not None or self._cb["on_partial_loss"] is not None)
+
+    # --- the effects --------------------------------------------------------------------
+
+    async def apply(self, result: TickResult) -> None:
+        """One tick result: persist -> risk books -> callbacks -> run log -> hub."""
+        action = result.action
+        if action in _STATEFUL:
+            self.persist.transition(result)
+        if result.action == "opened":
+            for b in self.books:
+                b.add(self.strategy_name, self.symbol, result.signal, result.signal.pending_at)
+        elif result.action == "closed":
+            for b in self.books:
+                b.remove(self.strategy_name, self.symbol, result.close_timestamp)
+        await self._callbacks(result)
+        if action != "idle":
+            self.run.add(result)
+        if hub.has(self._topic):
+            await hub.emit(self._topic, result)
+        if hub.has("signal"):
+            await hub.emit("signal", result)
+
+    async def _callbacks(self, r: TickResult) -> None:
+        s, bt = self.symbol, self.backtest
+        if r.action == "opened":
+            await self._call("on_write", s, r.signal, bt)
+            await self._call("on_open", s, r.signal, r.signal.price_open, bt)
+        elif r.action == "closed":
+            await self._call("on_close", s, r.signal, r.current_price, bt)
+            await self._call("on_write", s, None, bt)
+        elif r.action == "scheduled":
+            await self._call("on_schedule", s, r.signal, r.current_price, bt)
+        elif r.action == "cancelled":
+            await self._call("on_cancel", s, r.signal, r.current_price, bt)
+        elif r.action == "idle":
+            await self._call("on_idle", s, r.current_price, bt)
+        await self._call("on_tick", s, r, bt)
+
+    async def partial(self, event: PartialEvent) -> None:
+        """A new 10 % level toward TP or SL: persist -> run log -> hub."""
+        self.persist.transition(event)
+        self.run.partials.append(event)
+        await hub.emit(f"partial_{event.action}", event)
+
+    async def progress(self, row: SignalRow, price: float, percent_tp: float, percent_sl: float) -> None:
+        """on_partial_profit / on_partial_loss with the position's progress at `price`."""
+        if percent_tp > 0:
+            await self._call("on_partial_profit", self.symbol, row, price, percent_tp, self.backtest)
+        elif percent_sl > 0:
+            await self._call("on_partial_loss", self.symbol, row, price, percent_sl, self.backtest)
+
+    async def risk(self, book: RiskBook, args: RiskCheckArgs, rejection: RiskEvent | None) -> None:
+        """A risk check's outcome: the profile's callbacks -> run log -> hub."""
+        cbs = book.schema.callbacks
+        if rejection is None:
+            await call_reporting(callback(cbs, "on_allowed"), args.symbol, args, where="risk callback on_allowed")
+            return
+        await call_reporting(callback(cbs, "on_rejected"), args.symbol, args, where="risk callback on_rejected")
+        self.run.rejections.append(rejection)
+        if rejection.error is not None:
+            await hub.emit("validation", rejection.error)
+        await hub.emit("risk", rejection)
+
+    async def restored(self, pending: SignalRow | None, scheduled: SignalRow | None, price: float) -> None:
+        """State loaded at start-up: risk books follow the position record, then on_active / on_schedule."""
+        for b in self.books:
+            if pending is not None:
+                b.add(self.strategy_name, self.symbol, pending, pending.pending_at)
+            else:
+                b.remove(self.strategy_name, self.symbol)
+        if pending is not None:
+            await self._call("on_active", self.symbol, pending, price, self.backtest)
+        if scheduled is not None:
+            await self._call("on_schedule", self.symbol, scheduled, price, self.backtest)
+
+    async def error(self, error: BaseException, where: str) -> None:
+        """A recoverable error: kept in the run log and sent to listen_error."""
+        self.run.errors.append(RunError(where, error))
+        await hub.report(error, where)
+
+    async def performance(self, event: PerformanceEvent) -> None:
+        self.run.perf.append(event)
+        if hub.has("performance"):
+            await hub.emit("performance", event)
+
+    async def _call(self, name: str, *args: Any) -> None:
+        fn = self._cb[name]
+        if fn is not None:
+            await call_reporting(fn, *args, where=f"{self.strategy_name}.{name}")

@@ -1,0 +1,320 @@
+"""Every payload the engine hands out, as frozen dataclasses, and the listen_* functions.
+
+Signals and signal rows, tick results, risk, partial, progress, performance, done and walker
+events all live here, so one file answers "what does a listener receive?".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union
+
+from ._hub import listen, listen_once
+
+if TYPE_CHECKING:
+    from ._engine.stats import BacktestStatistics
+
+Position = Literal["long", "short"]
+Action = Literal["idle", "scheduled", "waiting", "opened", "active", "closed", "cancelled"]
+CloseReason = Literal["take_profit", "stop_loss", "time_expired", "end_of_data"]
+PartialAction = Literal["profit", "loss"]
+Mode = Literal["backtest", "live"]
+
+
+# --- signals ----------------------------------------------------------------------------
+
+@dataclass(slots=True, frozen=True)
+class Signal:
+    """What a strategy's get_signal returns. No price_open: open now; price_open: a limit order."""
+
+    position: str
+    price_take_profit: float
+    price_stop_loss: float
+    minute_estimated_time: int
+    price_open: Optional[float] = None
+    note: Optional[str] = None
+    id: Optional[str] = None
+
+
+@dataclass(slots=True, frozen=True)
+class SignalRow:
+    """A signal the engine owns: an open position or a resting limit order."""
+
+    id: str
+    position: Position
+    price_open: float
+    price_take_profit: float
+    price_stop_loss: float
+    minute_estimated_time: int
+    note: str
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    scheduled_at: int
+    pending_at: int
+    is_scheduled: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(slots=True, frozen=True)
+class PnL:
+    pnl_percentage: float
+    price_open: float
+    price_close: float
+
+
+# --- tick results -----------------------------------------------------------------------
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class _Result:
+    signal: Optional[SignalRow]
+    current_price: float
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    backtest: bool
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class IdleResult(_Result):
+    action: Literal["idle"] = "idle"
+    signal: None = None
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class ScheduledResult(_Result):
+    signal: SignalRow
+    action: Literal["scheduled"] = "scheduled"
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class WaitingResult(_Result):
+    """A resting limit order that neither filled nor was cancelled at this tick (D17)."""
+
+    signal: SignalRow
+    action: Literal["waiting"] = "waiting"
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class OpenedResult(_Result):
+    signal: SignalRow
+    action: Literal["opened"] = "opened"
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class ActiveResult(_Result):
+    signal: SignalRow
+    action: Literal["active"] = "active"
+    percent_tp: float = 0.0
+    percent_sl: float = 0.0
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class ClosedResult(_Result):
+    signal: SignalRow
+    action: Literal["closed"] = "closed"
+    close_reason: CloseReason
+    close_timestamp: int
+    pnl: PnL
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class CancelledResult(_Result):
+    signal: SignalRow
+    action: Literal["cancelled"] = "cancelled"
+    close_timestamp: int
+
+
+TickResult = Union[IdleResult, ScheduledResult, WaitingResult, OpenedResult, ActiveResult,
+                   ClosedResult, CancelledResult]
+Outcome = Union[ClosedResult, CancelledResult]
+
+
+# --- risk and partials ------------------------------------------------------------------
+
+@dataclass(slots=True, frozen=True)
+class ActivePosition:
+    strategy_name: str
+    symbol: str
+    signal: Optional[SignalRow]
+    open_timestamp: int
+    close_timestamp: Optional[int] = None  # backtest: when the position closed
+
+
+@dataclass(slots=True, frozen=True)
+class RiskCheckArgs:
+    """What each risk validation receives."""
+
+    pending_signal: Signal
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    current_price: float
+    timestamp: int
+    active_position_count: int
+    active_positions: list[ActivePosition]
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class RiskEvent:
+    """Payload of listen_risk: a signal a risk profile rejected."""
+
+    symbol: str
+    pending_signal: Signal
+    strategy_name: str
+    exchange_name: str
+    current_price: float
+    active_position_count: int
+    comment: str
+    timestamp: int
+    backtest: bool
+    risk_name: str = ""
+    error: Optional[BaseException] = None
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class PartialEvent:
+    """Payload of listen_partial_profit / listen_partial_loss."""
+
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    signal: SignalRow
+    current_price: float
+    level: int
+    backtest: bool
+    timestamp: int
+    action: PartialAction = "profit"
+
+
+# --- runs -------------------------------------------------------------------------------
+
+@dataclass(slots=True, frozen=True)
+class ProgressEvent:
+    """Payload of listen_backtest_progress (coalesced to at most one per percent + the final)."""
+
+    exchange_name: str
+    strategy_name: str
+    symbol: str
+    total_frames: int
+    processed_frames: int
+    progress: float
+
+
+@dataclass(slots=True, frozen=True)
+class PerformanceEvent:
+    """Payload of listen_performance: one timing sample."""
+
+    timestamp: float
+    previous_timestamp: Optional[float]
+    metric_type: str
+    duration: float
+    strategy_name: str
+    exchange_name: str
+    symbol: str
+    backtest: bool
+
+
+@dataclass(slots=True, frozen=True)
+class DoneEvent:
+    """Payload of listen_done_*: a background run finished (walkers: strategy_name = walker)."""
+
+    exchange_name: str
+    strategy_name: str
+    backtest: bool
+    symbol: str
+
+
+# --- walker -----------------------------------------------------------------------------
+
+@dataclass(slots=True, frozen=True)
+class WalkerProgress:
+    """Yielded by Walker.run after each strategy (also the listen_walker payload)."""
+
+    walker_name: str
+    symbol: str
+    exchange_name: str
+    frame_name: str
+    strategy_name: str
+    stats: BacktestStatistics
+    metric: str
+    metric_value: Optional[float]
+    best_strategy: Optional[str]
+    best_metric: Optional[float]
+    strategies_tested: int
+    total_strategies: int
+
+
+@dataclass(slots=True, frozen=True)
+class WalkerProgressEvent:
+    """Payload of listen_walker_progress."""
+
+    walker_name: str
+    exchange_name: str
+    frame_name: str
+    symbol: str
+    total_strategies: int
+    processed_strategies: int
+    progress: float
+
+
+@dataclass(slots=True, frozen=True)
+class StrategyResult:
+    strategy_name: str
+    stats: BacktestStatistics
+    metric_value: Optional[float]
+
+
+@dataclass(slots=True, frozen=True)
+class WalkerComplete:
+    """Payload of listen_walker_complete and the walker schema's on_complete."""
+
+    walker_name: str
+    symbol: str
+    exchange_name: str
+    frame_name: str
+    metric: str
+    total_strategies: int
+    best_strategy: Optional[str]
+    best_metric: Optional[float]
+    best_stats: Optional[BacktestStatistics]
+
+
+@dataclass(slots=True, frozen=True)
+class WalkerStatistics(WalkerComplete):
+    """Walker.get_data: the comparison of one walk on one symbol (D11)."""
+
+    strategy_results: list[StrategyResult] = field(default_factory=list)
+
+
+# --- listen_* ---------------------------------------------------------------------------
+
+listen_signal = listen("signal")
+listen_signal_once = listen_once("signal")
+listen_signal_live = listen("signal_live")
+listen_signal_live_once = listen_once("signal_live")
+listen_signal_backtest = listen("signal_backtest")
+listen_signal_backtest_once = listen_once("signal_backtest")
+listen_done_backtest = listen("done_backtest")
+listen_done_backtest_once = listen_once("done_backtest")
+listen_done_live = listen("done_live")
+listen_done_live_once = listen_once("done_live")
+listen_done_walker = listen("done_walker")
+listen_done_walker_once = listen_once("done_walker")
+listen_error = listen("error")
+listen_exit = listen("exit")
+listen_backtest_progress = listen("backtest_progress")
+listen_walker = listen("walker")
+listen_walker_once = listen_once("walker")
+listen_walker_progress = listen("walker_progress")
+listen_walker_complete = listen("walker_complete")
+listen_performance = listen("performance")
+listen_partial_profit = listen("partial_profit")
+listen_partial_profit_once = listen_once("partial_profit")
+listen_partial_loss = listen("partial_loss")
+listen_partial_loss_once = listen_once("partial_loss")
+listen_risk = listen("risk")
+listen_risk_once = listen_once("risk")
+listen_validation = listen("validation")
