@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -70,7 +71,9 @@ def test_round_trip_array_dict_and_rows(store: CandleStore):
     cols = {"timestamp": data[:, 0].astype(np.int64), **{c: data[:, i] for i, c in enumerate(COLUMNS[1:], 1)}}
     store.write("ex", "ETHUSDT", "1m", cols, now_ms=FAR)
     store.write("ex", "SOLUSDT", "1m", data.tolist(), now_ms=FAR)
-    for sym in ("ETHUSDT", "SOLUSDT"):
+    frame = pd.DataFrame(cols)[["close", "timestamp", "volume", "low", "open", "high"]]  # taken by column name
+    store.write("ex", "XRPUSDT", "1m", frame, now_ms=FAR)
+    for sym in ("ETHUSDT", "SOLUSDT", "XRPUSDT"):
         np.testing.assert_array_equal(as_rows(store.read("ex", sym, "1m", 0, FAR)), data)
     # bounds: start inclusive, end exclusive
     np.testing.assert_array_equal(store.read("ex", "BTCUSDT", "1m", FEB + 10 * M, FEB + 20 * M)["timestamp"],

@@ -192,11 +192,12 @@ def _timestamps(raw: npt.NDArray[Any], series: str) -> npt.NDArray[np.int64]:
 
 def _columns(candles: object, series: str) -> Columns:
     """Validated columns (timestamp int64, the rest float64) from an (n, 6) array, rows or a column mapping."""
-    if isinstance(candles, Mapping):
-        absent = [c for c in COLUMNS if c not in candles]
+    # A DataFrame goes by column name: np.asarray would take its columns in whatever order they happen to be.
+    if isinstance(candles, Mapping) or hasattr(candles, "columns"):
+        absent = [c for c in COLUMNS if c not in candles]  # type: ignore[operator]
         if absent:
             raise ValidationError(f"CandleStore {series}: candles mapping lacks column(s) {', '.join(absent)}")
-        raw = {c: np.asarray(candles[c]) for c in COLUMNS}
+        raw = {c: np.asarray(candles[c]) for c in COLUMNS}  # type: ignore[index]
         lengths = {c: a.shape for c, a in raw.items()}
         if any(len(s) != 1 for s in lengths.values()) or len({s[0] for s in lengths.values()}) != 1:
             raise ValidationError(f"CandleStore {series}: columns must be 1-D and of equal length, got {lengths}")
