@@ -429,6 +429,6 @@ def equity_statistics(
         sharpe=_finite_or_none(sharpe) if sharpe is not None else None,
         sortino=_finite_or_none(sortino) if sortino is not None else None,
         calmar=_finite_or_none(calmar) if calmar is not None else None,
-        exposure_pct=exposure_pct,
+        exposure_pct=None if exposure_pct is None else _finite_or_none(float(exposure_pct)),
         buy_and_hold_return_pct=bh,
     )
