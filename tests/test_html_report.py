@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers.browser import Browser, PageLog, browser, canvas_stats, save_screenshot
 
 from backtest_kit._html import render_backtest_html, render_comparison_html
 from backtest_kit._html.aggregate import WEEK_MS, aggregate_ohlcv, bucket, choose_interval, series_on_grid
 from backtest_kit._html.page import embed_json
 from backtest_kit._html.render import _lanes
 from backtest_kit.errors import ValidationError
-from helpers.browser import Browser, PageLog, browser, canvas_stats, save_screenshot
 
 M = 60_000
 DAY = 1440
@@ -194,6 +194,27 @@ def test_invalid_input_is_rejected() -> None:
     with pytest.raises(ValidationError, match="shape"):
         render_comparison_html(title="t", curves={}, metric_name="m", metrics={},
                                heatmap=("x", "y", [1, 2], [1, 2, 3], np.zeros((2, 3))), stats_rows=[])
+
+
+def page_data(html: str) -> Any:
+    match = re.search(r'<script id="bk-data" type="application/json">(.*?)</script>', html, re.S)
+    assert match
+    return json.loads(match.group(1))
+
+
+def test_open_trade_runs_to_the_last_bar_and_markers_snap_to_bars() -> None:
+    c = make_candles(3 * DAY)
+    trades = make_trades(c, 3)
+    trades.append({**trades[0], "open_ts": int(c["timestamp"][-100]) + 17, "close_ts": None, "price_close": None,
+                   "close_reason": None, "pnl_pct": None, "pnl_money": None})
+    data = page_data(render_backtest_html(title="t", symbol="s", candles=c, trades=trades, equity=None, stats=[],
+                                          max_bars=300))
+    assert data["interval"] == "15m" and len(data["bars"]["t"]) <= 300
+    bar_times = set(data["bars"]["t"])
+    assert all(t["eb"] in bar_times and t["xb"] in bar_times for t in data["trades"])
+    last = data["trades"][-1]
+    assert last["open"] is True and last["ct"] is None and last["xb"] == data["bars"]["t"][-1]
+    assert data["equity"] is None
 
 
 def test_renders_without_candles_equity_or_trades() -> None:

@@ -35,7 +35,8 @@ SKIP_REASON = "install chromium: apt-get install -y chromium"
 def find_chromium() -> str | None:
     """BK_CHROMIUM if set, else the first Chromium/Chrome binary found."""
     if os.environ.get("BK_CHROMIUM"):
-        return os.environ["BK_CHROMIUM"]
+        chosen = os.environ["BK_CHROMIUM"]
+        return chosen if os.access(chosen, os.X_OK) else None
     for path in CHROMIUM_PATHS:
         if os.access(path, os.X_OK):
             return path

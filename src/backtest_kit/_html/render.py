@@ -62,19 +62,22 @@ def _parse_trade(n: int, raw: Mapping[str, Any]) -> _Trade:
         raise ValidationError(f"trade #{n}: open_ts is required")
     close_ts = raw.get("close_ts")
     reason = raw.get("close_reason")
-    return _Trade(
-        n=n,
-        side=side,
-        open_ms=int(raw["open_ts"]),
-        close_ms=None if close_ts is None else int(close_ts),
-        price_open=_opt_float(raw.get("price_open")),
-        price_close=_opt_float(raw.get("price_close")),
-        take_profit=_opt_float(raw.get("take_profit")),
-        stop_loss=_opt_float(raw.get("stop_loss")),
-        reason="" if reason is None else str(reason),
-        pnl_pct=_opt_float(raw.get("pnl_pct")),
-        pnl_money=_opt_float(raw.get("pnl_money")),
-    )
+    try:
+        return _Trade(
+            n=n,
+            side=side,
+            open_ms=int(raw["open_ts"]),
+            close_ms=None if close_ts is None else int(close_ts),
+            price_open=_opt_float(raw.get("price_open")),
+            price_close=_opt_float(raw.get("price_close")),
+            take_profit=_opt_float(raw.get("take_profit")),
+            stop_loss=_opt_float(raw.get("stop_loss")),
+            reason="" if reason is None else str(reason),
+            pnl_pct=_opt_float(raw.get("pnl_pct")),
+            pnl_money=_opt_float(raw.get("pnl_money")),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"trade #{n}: {exc}") from exc
 
 
 def _decimals_for(magnitude: float, significant: int, lo: int, hi: int) -> int:
@@ -232,7 +235,8 @@ def render_backtest_html(
             "l": _rounded(bars.low, keep), "c": _rounded(bars.close, keep),
             "v": _rounded(bars.volume, vol_decimals),
         },
-        "maxLabels": MAX_LABELS, "trades": trade_rows, "lanes": lanes, "droppedSegments": dropped, "equity": equity_data,
+        "maxLabels": MAX_LABELS, "trades": trade_rows, "lanes": lanes, "droppedSegments": dropped,
+        "equity": equity_data,
     }
     period = f"{_utc(int(bars.time_ms[0]))} &rarr; {_utc(last_ms)} UTC" if n_bars else "no candles"
     closed = sum(1 for t in parsed if t.close_ms is not None)
