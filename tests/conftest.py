@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -71,14 +71,14 @@ class Kit:
 
     # --- candles -------------------------------------------------------------------------
 
-    def flat(self, first: int, last: int, price: float = 100.0, volume: float = 1.0) -> "Kit":
+    def flat(self, first: int, last: int, price: float = 100.0, volume: float = 1.0) -> Kit:
         """1m candles o=h=l=c=price for minutes first..last (inclusive)."""
         for m in range(first, last + 1):
             t = ms(m)
             self.rows[t] = [t, price, price, price, price, volume]
         return self
 
-    def candle(self, minute: int, o=None, h=None, l=None, c=None, v=None) -> "Kit":
+    def candle(self, minute: int, o=None, h=None, l=None, c=None, v=None) -> Kit:
         """Override fields of the candle at `minute` (creating it from 100s if absent)."""
         t = ms(minute)
         row = self.rows.get(t, [t, 100.0, 100.0, 100.0, 100.0, 1.0])
@@ -88,7 +88,7 @@ class Kit:
         self.rows[t] = row
         return self
 
-    def drop(self, first: int, last: int) -> "Kit":
+    def drop(self, first: int, last: int) -> Kit:
         for m in range(first, last + 1):
             self.rows.pop(ms(m), None)
         return self
@@ -100,7 +100,7 @@ class Kit:
 
     def setup(self, *, frame=(0, 60), frame_interval="1m", interval="1m", signals=None,
               callbacks=None, get_candles=None, format_price=None, format_quantity=None,
-              strategy_name="st", exchange_name="ex", frame_name="fr", listen_errors=True) -> "Kit":
+              strategy_name="st", exchange_name="ex", frame_name="fr", listen_errors=True) -> Kit:
         """Register exchange/frame/strategy. `signals` maps minute -> signal; a value may be a
         dict / bk.Signal, an Exception (raised), or a callable(symbol, when) (awaited if async)."""
         table = dict(signals or {})
@@ -116,8 +116,8 @@ class Kit:
                         format_price=format_price, format_quantity=format_quantity)
         start, end = frame
         bk.add_frame(frame_name=frame_name, interval=frame_interval,
-                     start_date=datetime.fromtimestamp(ms(start) / 1000, tz=timezone.utc),
-                     end_date=datetime.fromtimestamp(ms(end) / 1000, tz=timezone.utc))
+                     start_date=datetime.fromtimestamp(ms(start) / 1000, tz=UTC),
+                     end_date=datetime.fromtimestamp(ms(end) / 1000, tz=UTC))
 
         async def get_signal(symbol, when):
             m = minute_of(when)

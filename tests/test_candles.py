@@ -10,9 +10,8 @@ import pandas as pd
 import pytest
 
 import backtest_kit as bk
-from backtest_kit._time import to_ms
 from backtest_kit._candles import Candles, to_candles, vwap
-
+from backtest_kit._time import to_ms
 from conftest import SYMBOL, ms
 
 pytestmark = pytest.mark.usefixtures("no_retry_delay")

@@ -9,7 +9,6 @@ import pytest
 
 import backtest_kit as bk
 from backtest_kit._time import to_ms
-
 from conftest import SYMBOL, Kit, ms
 
 pytestmark = pytest.mark.usefixtures("no_retry_delay")

@@ -9,11 +9,10 @@ import pytest
 
 import backtest_kit as bk
 from backtest_kit import _registry as registry
+from backtest_kit._exchange import ExchangeClient
 from backtest_kit._time import to_ms
 from backtest_kit.demo import ArrayExchange
-from backtest_kit._exchange import ExchangeClient
-
-from conftest import M, SYMBOL, T0, long_signal, ms
+from conftest import SYMBOL, T0, M, long_signal, ms
 
 pytestmark = pytest.mark.usefixtures("no_retry_delay")
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import backtest_kit as bk
-from helpers.market import flat_market
-from backtest_kit.demo import ArrayExchange
 from backtest_kit._execution import walker as walker_module
 from backtest_kit._execution.base import wait_background_threads
+from backtest_kit.demo import ArrayExchange
+from helpers.market import flat_market
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00Z
 M = 60_000

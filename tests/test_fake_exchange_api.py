@@ -19,6 +19,7 @@ import ccxt
 import ccxt.async_support
 import numpy as np
 import pytest
+
 from helpers.fake_exchange_api import (
     ANY_PATH,
     EXCHANGE_INFO,

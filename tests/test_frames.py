@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 
 import backtest_kit as bk
-from backtest_kit.demo import ArrayExchange
-from backtest_kit._time import to_ms
 from backtest_kit._frames import timeframes
-
-from conftest import SYMBOL, M, T0, ms
+from backtest_kit._time import to_ms
+from backtest_kit.demo import ArrayExchange
+from conftest import SYMBOL, T0, M, ms
 
 pytestmark = pytest.mark.usefixtures("no_retry_delay")
 
-UTC = timezone.utc
+UTC = UTC
 DAY = 1440
 
 

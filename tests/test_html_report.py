@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers.browser import Browser, PageLog, browser, canvas_stats, save_screenshot
 
 from backtest_kit._html import render_backtest_html, render_comparison_html
 from backtest_kit._html.aggregate import WEEK_MS, aggregate_ohlcv, bucket, choose_interval, series_on_grid
 from backtest_kit._html.page import embed_json
 from backtest_kit._html.render import _lanes
 from backtest_kit.errors import ValidationError
+from helpers.browser import Browser, PageLog, browser, canvas_stats, save_screenshot
 
 M = 60_000
 DAY = 1440

@@ -13,8 +13,7 @@ import asyncio
 import pytest
 
 import backtest_kit as bk
-
-from conftest import Kit, SYMBOL, long_signal, ms, pnl_long, pnl_short, short_signal
+from conftest import SYMBOL, Kit, long_signal, ms, pnl_long, pnl_short, short_signal
 
 pytestmark = pytest.mark.usefixtures("no_retry_delay")
 
@@ -277,25 +276,26 @@ def test_limit_fill_one_minute_before_timeout(kit):
     assert r.signal.pending_at == ms(29)
 
 
-def test_limit_already_reached_opens_immediately_at_price_open(kit):
+def test_marketable_limit_opens_at_the_current_price(kit):
+    # D22: price_open 101 is above the VWAP 100, so it fills at 100, as an exchange would
     kit.flat(-10, 100).candle(5, h=103)
     kit.setup(frame=(0, 60), signals={0: long_signal(tp=103, sl=99.5, price_open=101)})
     events = listen()
     (r,) = kit.run()
     assert (r.close_reason, r.close_timestamp) == ("take_profit", ms(5))
-    assert r.signal.price_open == 101
+    assert r.signal.price_open == 100
     assert r.signal.scheduled_at == r.signal.pending_at == ms(0)
-    assert r.pnl.pnl_percentage == approx(pnl_long(101, 103))
+    assert r.pnl.pnl_percentage == approx(pnl_long(100, 103))
     assert [e.action for e in events][:2] == ["opened", "closed"]
-    assert events[0].current_price == 101
+    assert events[0].current_price == 100
 
 
-def test_short_limit_already_reached_opens_immediately_at_price_open(kit):
+def test_short_marketable_limit_opens_at_the_current_price(kit):
     kit.flat(-10, 100).candle(5, l=97)
     kit.setup(frame=(0, 60), signals={0: short_signal(tp=97, sl=100.5, price_open=99)})
     (r,) = kit.run()
-    assert (r.close_reason, r.signal.price_open, r.signal.pending_at) == ("take_profit", 99, ms(0))
-    assert r.pnl.pnl_percentage == approx(pnl_short(99, 97))
+    assert (r.close_reason, r.signal.price_open, r.signal.pending_at) == ("take_profit", 100, ms(0))
+    assert r.pnl.pnl_percentage == approx(pnl_short(100, 97))
 
 
 def test_limit_at_exactly_the_current_price_opens_immediately(kit):
@@ -308,14 +308,21 @@ def test_limit_at_exactly_the_current_price_opens_immediately(kit):
 
 # --- data running out (D6, D15) ------------------------------------------------------------------
 
-def test_data_ending_with_an_open_position_expires_at_the_last_candle(kit):
+def test_data_ending_with_an_open_position_closes_as_end_of_data_at_the_last_candle(kit):
     kit.flat(-10, 20)
     set_prices(kit, {16: 100, 17: 101, 18: 100, 19: 101, 20: 101}, volumes={20: 6})
     kit.setup(frame=(0, 20), signals={0: long_signal(tp=102, sl=98, minutes=60)})
     (r,) = kit.run()
-    assert (r.close_reason, r.close_timestamp) == ("time_expired", ms(20))
+    assert (r.close_reason, r.close_timestamp) == ("end_of_data", ms(20))  # D21
     assert r.current_price == approx(100.8)
     assert kit.errors == []
+
+
+def test_position_whose_lifetime_elapsed_just_at_the_data_end_is_time_expired(kit):
+    kit.flat(-10, 80)
+    kit.setup(frame=(0, 20), signals={0: long_signal(tp=102, sl=98, minutes=60)})
+    (r,) = kit.run()
+    assert (r.close_reason, r.close_timestamp) == ("time_expired", ms(60))
 
 
 def test_data_ending_while_a_limit_order_waits_yields_nothing(kit):

@@ -17,9 +17,9 @@ import pytest
 
 import backtest_kit as bk
 from backtest_kit import _state
-from helpers.market import flat_market
-from backtest_kit.demo import ArrayExchange
 from backtest_kit._execution.live import next_tick
+from backtest_kit.demo import ArrayExchange
+from helpers.market import flat_market
 
 T0 = 1_704_067_200_000
 M = 60_000

@@ -6,7 +6,6 @@ import pytest
 
 import backtest_kit as bk
 from backtest_kit._engine.pnl import compute_pnl, pnl_percentage
-
 from conftest import long_signal, short_signal
 
 REL = 1e-12

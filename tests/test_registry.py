@@ -1,22 +1,37 @@
 """add_* / list_* / get_*: validation, atomic registration (D7), lookups with helpful errors."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
 
 import backtest_kit as bk
-from backtest_kit import _registry as registry
-from backtest_kit.errors import BacktestKitError, ValidationError
 from backtest_kit._registry import (
-    add_exchange, add_frame, add_risk, add_sizing, add_strategy, add_walker,
-    get_exchange, get_frame, get_risk, get_sizing, get_strategy, get_walker,
-    list_exchanges, list_frames, list_risks, list_sizings, list_strategies, list_walkers,
-    validate_strategy_refs, validate_walker_refs,
+    add_exchange,
+    add_frame,
+    add_risk,
+    add_sizing,
+    add_strategy,
+    add_walker,
+    get_exchange,
+    get_frame,
+    get_risk,
+    get_sizing,
+    get_strategy,
+    get_walker,
+    list_exchanges,
+    list_frames,
+    list_risks,
+    list_sizings,
+    list_strategies,
+    list_walkers,
+    validate_strategy_refs,
+    validate_walker_refs,
 )
 from backtest_kit._schema import RiskValidation, StrategySchema, callback, default_format
+from backtest_kit.errors import BacktestKitError, ValidationError
 
-UTC = timezone.utc
+UTC = UTC
 START, END = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 2, tzinfo=UTC)
 
 

@@ -9,10 +9,10 @@ import time
 import pytest
 
 from backtest_kit._config import cfg, set_config
+from backtest_kit._engine.stats import BacktestStatistics, backtest_statistics
 from backtest_kit._report.backtest import backtest_columns, render_backtest_report, write_report
 from backtest_kit._report.table import Column, fmt_num, fmt_pct, fmt_price, fmt_time, render_table
 from backtest_kit.events import ClosedResult, PnL, SignalRow
-from backtest_kit._engine.stats import BacktestStatistics, backtest_statistics
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00.000Z
 MIN = 60_000

@@ -6,25 +6,51 @@ import asyncio
 import math
 import os
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
 
 import backtest_kit as bk
-from backtest_kit.demo import ArrayExchange, rule_strategy, synthetic_candles
-from backtest_kit.events import PerformanceEvent
-from backtest_kit._report.heat import (Heat, HeatmapRow, HeatmapStatistics, HeatUtils, heat_columns,
-                                      heatmap_row, heatmap_statistics)
-from backtest_kit._report.performance import (MetricStats, Performance, PerformanceStatistics,
-                                             PerformanceUtils, percentile, performance_columns,
-                                             performance_statistics)
-from backtest_kit._report.schedule import (Schedule, ScheduleStatistics, ScheduleUtils,
-                                          schedule_columns, schedule_statistics)
+from backtest_kit._report.heat import (
+    Heat,
+    HeatmapRow,
+    HeatmapStatistics,
+    HeatUtils,
+    heat_columns,
+    heatmap_row,
+    heatmap_statistics,
+)
+from backtest_kit._report.performance import (
+    MetricStats,
+    Performance,
+    PerformanceStatistics,
+    PerformanceUtils,
+    percentile,
+    performance_columns,
+    performance_statistics,
+)
+from backtest_kit._report.schedule import (
+    Schedule,
+    ScheduleStatistics,
+    ScheduleUtils,
+    schedule_columns,
+    schedule_statistics,
+)
 from backtest_kit._report.source import default_runs
 from backtest_kit._report.table import Column
-from backtest_kit.events import (ActiveResult, CancelledResult, ClosedResult, OpenedResult, PnL,
-                                 ScheduledResult, SignalRow, WaitingResult)
+from backtest_kit.demo import ArrayExchange, rule_strategy, synthetic_candles
+from backtest_kit.events import (
+    ActiveResult,
+    CancelledResult,
+    ClosedResult,
+    OpenedResult,
+    PerformanceEvent,
+    PnL,
+    ScheduledResult,
+    SignalRow,
+    WaitingResult,
+)
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00.000Z
 MIN = 60_000
@@ -342,7 +368,7 @@ def test_heat_utils_groups_instances_by_strategy(tmp_path):
 def test_end_to_end_backtest_two_symbols():
     candles = synthetic_candles(3000)
     exchange = ArrayExchange(candles)
-    start = datetime.fromtimestamp(candles[0, 0] / 1000, tz=timezone.utc) + timedelta(days=1)
+    start = datetime.fromtimestamp(candles[0, 0] / 1000, tz=UTC) + timedelta(days=1)
     bk.add_exchange(exchange_name="ex", get_candles=exchange.get_candles)
     bk.add_frame(frame_name="day", interval="1m", start_date=start, end_date=start + timedelta(hours=23))
     bk.add_strategy(strategy_name="rule", interval="5m",

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import backtest_kit as bk
-from helpers.market import flat_market
 from backtest_kit.demo import ArrayExchange
+from helpers.market import flat_market
 
 T0 = 1_704_067_200_000
 M = 60_000

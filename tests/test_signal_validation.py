@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 import backtest_kit as bk
-
 from conftest import long_signal, ms, short_signal
 
 pytestmark = pytest.mark.usefixtures("no_retry_delay")
@@ -91,24 +90,35 @@ def test_short_stop_loss_must_be_above_open(kit):
 
 # --- immediate: the current price must not already be through SL / TP ----------------------
 
-def test_long_limit_reached_immediately_rejected_when_price_at_stop_loss(kit):
-    # price_open 101 >= VWAP 100 -> immediate at 101; SL 100 == current price 100
-    msg = rejected(kit, long_signal(tp=102, sl=100, price_open=101))
-    assert msg.startswith("Invalid signal for long position:\n")
-    assert "Long immediate: current_price (100) <= price_stop_loss (100)" in msg
-    assert len(msg.split("\n")) == 2
+def _cancelled_at_once(kit, signal) -> None:
+    """D22: a valid limit order whose stop-loss the price already reached is scheduled and
+    cancelled at the current price at once, never opened and never an error."""
+    kit.flat(-10, 40)
+    kit.setup(frame=(0, 0), signals={0: signal})
+    events = []
+    bk.listen_signal_backtest(lambda e: events.append(e.action) if e.action != "idle" else None)
+    (r,) = kit.run()
+    assert kit.errors == []
+    assert (r.action, r.close_timestamp, r.current_price) == ("cancelled", ms(0), 100)
+    assert r.signal.price_open == signal["price_open"]
+    assert events == ["scheduled", "cancelled"]
 
 
-def test_short_limit_reached_immediately_rejected_when_price_at_stop_loss(kit):
-    # price_open 99 <= VWAP 100 -> immediate at 99; SL 100 == current price 100
-    msg = rejected(kit, short_signal(tp=98, sl=100, price_open=99))
-    assert "Short immediate: current_price (100) >= price_stop_loss (100)" in msg
-    assert len(msg.split("\n")) == 2
+def test_long_marketable_limit_through_its_stop_loss_is_cancelled_at_once(kit):
+    # price_open 101 >= VWAP 100: marketable; SL 100 == current price 100 (D22)
+    _cancelled_at_once(kit, long_signal(tp=102, sl=100, price_open=101))
 
 
-def test_long_immediate_rejected_when_price_at_take_profit(kit):
+def test_short_marketable_limit_through_its_stop_loss_is_cancelled_at_once(kit):
+    # price_open 99 <= VWAP 100: marketable; SL 100 == current price 100 (D22)
+    _cancelled_at_once(kit, short_signal(tp=98, sl=100, price_open=99))
+
+
+def test_marketable_limit_is_validated_as_a_limit_order(kit):
+    # D22: the rules are measured from its own price_open (101), not the current price
     msg = rejected(kit, long_signal(tp=100, sl=99, price_open=101))
-    assert "Long immediate: current_price (100) >= price_take_profit (100)" in msg
+    assert "Long: price_take_profit (100) must be > price_open (101)" in msg
+    assert "immediate" not in msg
 
 
 # --- scheduled: price_open strictly between SL and TP --------------------------------------

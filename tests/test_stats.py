@@ -8,7 +8,6 @@ import pytest
 
 import backtest_kit as bk
 from backtest_kit._engine.stats import backtest_statistics
-
 from conftest import SYMBOL, long_signal, ms, short_signal
 
 pytestmark = pytest.mark.usefixtures("no_retry_delay")

@@ -11,16 +11,36 @@ from ._clock import Clock, SystemClock, VirtualClock
 from ._config import get_config, get_default_config, set_config
 from ._constant import Constant
 from ._context import format_price, format_quantity, get_average_price, get_candles, get_date, get_mode
-from ._engine.stats import BacktestStatistics
+from ._engine.stats import BacktestStatistics, LiveStatistics
 from ._execution.backtest import Backtest
 from ._execution.base import BackgroundRun, InstanceStatus
-from ._execution.live import Live, LiveStatistics
+from ._execution.live import Live
 from ._execution.walker import Walker
 from ._logging import set_logger
-from ._persist import (FileBackend, PersistBackend, SqliteBackend, use_persist_adapter, use_persist_partial_adapter,
-                       use_persist_risk_adapter, use_persist_schedule_adapter, use_persist_signal_adapter)
-from ._registry import (add_exchange, add_frame, add_risk, add_sizing, add_strategy, add_walker, list_exchanges,
-                        list_frames, list_risks, list_sizings, list_strategies, list_walkers)
+from ._persist import (
+    FileBackend,
+    PersistBackend,
+    SqliteBackend,
+    use_persist_adapter,
+    use_persist_partial_adapter,
+    use_persist_risk_adapter,
+    use_persist_schedule_adapter,
+    use_persist_signal_adapter,
+)
+from ._registry import (
+    add_exchange,
+    add_frame,
+    add_risk,
+    add_sizing,
+    add_strategy,
+    add_walker,
+    list_exchanges,
+    list_frames,
+    list_risks,
+    list_sizings,
+    list_strategies,
+    list_walkers,
+)
 from ._report.heat import Heat, HeatmapRow, HeatmapStatistics
 from ._report.partial import Partial, PartialStatistics
 from ._report.performance import MetricStats, Performance, PerformanceStatistics
@@ -29,17 +49,58 @@ from ._report.schedule import Schedule, ScheduledEvent, ScheduleStatistics
 from ._report.table import Column
 from ._sizing import PositionSize, SizingCalculateParams
 from .errors import BacktestKitError, CandleError, ConfigError, ContextError, PersistError, ValidationError
-from .events import (ActivePosition, ActiveResult, CancelledResult, ClosedResult, DoneEvent, IdleResult,
-                     OpenedResult, PartialEvent, PerformanceEvent, PnL, ProgressEvent, RiskCheckArgs, RiskEvent,
-                     ScheduledResult, Signal, SignalRow, StrategyResult, TickResult, WaitingResult, WalkerComplete,
-                     WalkerProgress, WalkerProgressEvent, WalkerStatistics, listen_backtest_progress,
-                     listen_done_backtest, listen_done_backtest_once, listen_done_live, listen_done_live_once,
-                     listen_done_walker, listen_done_walker_once, listen_error, listen_exit, listen_partial_loss,
-                     listen_partial_loss_once, listen_partial_profit, listen_partial_profit_once,
-                     listen_performance, listen_risk, listen_risk_once, listen_signal, listen_signal_backtest,
-                     listen_signal_backtest_once, listen_signal_live, listen_signal_live_once, listen_signal_once,
-                     listen_validation, listen_walker, listen_walker_complete, listen_walker_once,
-                     listen_walker_progress)
+from .events import (
+    ActivePosition,
+    ActiveResult,
+    CancelledResult,
+    ClosedResult,
+    DoneEvent,
+    IdleResult,
+    OpenedResult,
+    PartialEvent,
+    PerformanceEvent,
+    PnL,
+    ProgressEvent,
+    RiskCheckArgs,
+    RiskEvent,
+    ScheduledResult,
+    Signal,
+    SignalRow,
+    StrategyResult,
+    TickResult,
+    WaitingResult,
+    WalkerComplete,
+    WalkerProgress,
+    WalkerProgressEvent,
+    WalkerStatistics,
+    listen_backtest_progress,
+    listen_done_backtest,
+    listen_done_backtest_once,
+    listen_done_live,
+    listen_done_live_once,
+    listen_done_walker,
+    listen_done_walker_once,
+    listen_error,
+    listen_exit,
+    listen_partial_loss,
+    listen_partial_loss_once,
+    listen_partial_profit,
+    listen_partial_profit_once,
+    listen_performance,
+    listen_risk,
+    listen_risk_once,
+    listen_signal,
+    listen_signal_backtest,
+    listen_signal_backtest_once,
+    listen_signal_live,
+    listen_signal_live_once,
+    listen_signal_once,
+    listen_validation,
+    listen_walker,
+    listen_walker_complete,
+    listen_walker_once,
+    listen_walker_progress,
+)
 
 
 def reset() -> None:

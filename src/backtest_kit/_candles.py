@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, NamedTuple
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple, SupportsIndex, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from ._time import iso
 
@@ -33,7 +35,15 @@ class Candles:
 
     __slots__ = ("timestamp", "open", "high", "low", "close", "volume")
 
-    def __init__(self, timestamp, open, high, low, close, volume):
+    timestamp: np.ndarray  # int64 epoch ms (float64 between parsing and check_batch)
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+
+    def __init__(self, timestamp: np.ndarray, open: np.ndarray, high: np.ndarray, low: np.ndarray,
+                 close: np.ndarray, volume: np.ndarray) -> None:
         self.timestamp = timestamp
         self.open = open
         self.high = high
@@ -42,12 +52,12 @@ class Candles:
         self.volume = volume
 
     @classmethod
-    def empty(cls) -> "Candles":
+    def empty(cls) -> Candles:
         f = np.empty(0, dtype=np.float64)
         return cls(np.empty(0, dtype=np.int64), f, f, f, f, f)
 
     @classmethod
-    def concat(cls, parts: list["Candles"]) -> "Candles":
+    def concat(cls, parts: list[Candles]) -> Candles:
         """The parts one after another (empty for no parts)."""
         if len(parts) == 1:
             return parts[0]
@@ -58,7 +68,12 @@ class Candles:
     def __len__(self) -> int:
         return len(self.timestamp)
 
-    def __getitem__(self, key):
+    @overload
+    def __getitem__(self, key: slice) -> Candles: ...
+    @overload
+    def __getitem__(self, key: SupportsIndex) -> Candle: ...
+
+    def __getitem__(self, key: slice | SupportsIndex) -> Candles | Candle:
         if isinstance(key, slice):
             return Candles(self.timestamp[key], self.open[key], self.high[key], self.low[key],
                            self.close[key], self.volume[key])
@@ -77,7 +92,7 @@ class Candles:
     def to_list(self) -> list[Candle]:
         return list(self)
 
-    def to_dicts(self) -> list[dict]:
+    def to_dicts(self) -> list[dict[str, Any]]:
         return [c._asdict() for c in self]
 
 
@@ -128,7 +143,7 @@ def to_candles(data: Any) -> Candles:
     return _from_columns(cols)
 
 
-def _from_columns(cols) -> Candles:
+def _from_columns(cols: Sequence[npt.ArrayLike]) -> Candles:
     try:
         ts = np.asarray(cols[0], dtype=np.float64)
         rest = [np.asarray(c, dtype=np.float64) for c in cols[1:]]
@@ -173,17 +188,28 @@ def _problems(c: Candles, median_min: int, anomaly_factor: float) -> tuple[np.nd
     return bad, reasons
 
 
-def check_batch(c: Candles, *, median_min: int, anomaly_factor: float,
-                lenient: bool = False):
+def check_batch(c: Candles, *, median_min: int, anomaly_factor: float) -> Candles:
     """Validate one batch from an exchange; return it sorted with int64 timestamps.
 
-    Raises ValueError naming the first bad candle and what is wrong with it. With `lenient`,
-    bad candles are kept and reported instead: returns (candles, {timestamp: reason}), so one
-    bad candle in a large cached chunk only spoils the windows that contain it.
+    Raises ValueError naming the first bad candle and what is wrong with it.
     """
+    return _check_batch(c, median_min, anomaly_factor, lenient=False)[0]
+
+
+def check_batch_lenient(c: Candles, *, median_min: int,
+                        anomaly_factor: float) -> tuple[Candles, dict[int, str]]:
+    """check_batch, except that bad candles are kept and reported instead of raising: returns
+    (candles, {timestamp: reason}), so one bad candle in a large cached chunk only spoils the
+    windows that contain it. Bad timestamps and duplicates still raise ValueError."""
+    return _check_batch(c, median_min, anomaly_factor, lenient=True)
+
+
+def _check_batch(c: Candles, median_min: int, anomaly_factor: float,
+                 lenient: bool) -> tuple[Candles, dict[int, str]]:
+    """check_batch / check_batch_lenient; without `lenient` the reasons are always empty."""
     n = len(c)
     if n == 0:
-        return (Candles.empty(), {}) if lenient else Candles.empty()
+        return Candles.empty(), {}
     ts = c.timestamp
     if not np.isfinite(ts).all():
         i = int(np.argmin(np.isfinite(ts)))
@@ -206,16 +232,14 @@ def check_batch(c: Candles, *, median_min: int, anomaly_factor: float,
     if order is not None:
         cols = [col[order] for col in cols]
     out = Candles(its, *(np.ascontiguousarray(col, dtype=np.float64) for col in cols))
-    if lenient:
-        return out, {int(ts[i]): r for i, r in zip(bad.tolist(), reasons)}
-    return out
+    return out, {int(ts[i]): r for i, r in zip(bad.tolist(), reasons)}
 
 
 def _when(ts: float) -> str:
     return iso(int(ts)) if math.isfinite(ts) else repr(ts)
 
 
-def _fmt(v) -> str:
+def _fmt(v: Iterable[float]) -> str:
     return ", ".join(f"{name}={float(x)!r}" for name, x in zip(_COLUMNS, v))
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Optional, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 
 class Clock(Protocol):
@@ -28,7 +29,7 @@ class VirtualClock:
     `end_ms` (optional) marks the end of the replay: Live stops once the clock passes it.
     """
 
-    def __init__(self, start_ms: int, end_ms: Optional[int] = None):
+    def __init__(self, start_ms: int, end_ms: int | None = None) -> None:
         self._now = int(start_ms)
         self.end_ms = end_ms
 
@@ -39,7 +40,7 @@ class VirtualClock:
         self._now += max(0, int(round(seconds * 1000)))
         await asyncio.sleep(0)  # let other tasks run, as a real sleep would
 
-    def resume_after(self, when_ms: int, next_tick) -> None:
+    def resume_after(self, when_ms: int, next_tick: Callable[[int], int]) -> None:
         """Continue a replay interrupted after the tick at `when_ms` (paper-trading restarts)."""
         self._now = max(self._now, next_tick(when_ms))
 

@@ -7,7 +7,7 @@ import math
 import numbers
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeGuard
 
 from . import _state
 from .errors import ConfigError
@@ -93,13 +93,19 @@ class Config:
 cfg = _state.register("config_overrides", Config())
 
 
+def is_real(value: object) -> TypeGuard[float]:
+    """A real number other than bool: int, float, numpy scalars, Fraction, ... They are typed as
+    float, which is how the engine uses them (compared, and converted with int() / float())."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Real)
+
+
 def _check(key: str, value: Any) -> tuple[Any, str | None]:
     """Return (normalised value, None) or (None, error text) for one override."""
     if key in _BOOL_KEYS:
         if isinstance(value, bool):
             return value, None
         return None, f"{key} must be a bool, got {value!r} ({type(value).__name__})"
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_real(value):
         return None, f"{key} must be a number, got {value!r} ({type(value).__name__})"
     if not math.isfinite(value):
         return None, f"{key} must be finite, got {value!r}"

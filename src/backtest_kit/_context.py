@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numbers
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from ._time import CANDLE_INTERVALS, to_datetime
 from .errors import ContextError, ValidationError
@@ -21,11 +21,11 @@ class ExecutionContext:
     symbol: str
     when: int  # epoch ms
     backtest: bool
-    exchange: "ExchangeClient"
+    exchange: ExchangeClient
     strategy_name: str = ""
 
 
-_current: ContextVar[Optional[ExecutionContext]] = ContextVar("backtest_kit_context", default=None)
+_current: ContextVar[ExecutionContext | None] = ContextVar("backtest_kit_context", default=None)
 
 
 def current(helper: str) -> ExecutionContext:
@@ -36,16 +36,16 @@ def current(helper: str) -> ExecutionContext:
     return ctx
 
 
-def enter(ctx: ExecutionContext):
+def enter(ctx: ExecutionContext) -> Token[ExecutionContext | None]:
     """Install ctx; returns the token for `leave`."""
     return _current.set(ctx)
 
 
-def leave(token) -> None:
+def leave(token: Token[ExecutionContext | None]) -> None:
     _current.reset(token)
 
 
-async def get_candles(symbol: str, interval: str, limit: int) -> "Candles":
+async def get_candles(symbol: str, interval: str, limit: int) -> Candles:
     """The `limit` most recent closed candles of `interval` at the current time (never a forming one)."""
     ctx = current("get_candles")
     if interval not in CANDLE_INTERVALS:

@@ -10,21 +10,25 @@ import asyncio
 import inspect
 import re
 import time
-from typing import Awaitable, Callable, Optional
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import numpy as np
 
-from ._time import MINUTE_MS, interval_ms, iso, to_datetime
-from ._candles import Candles, check_batch, rolling_vwap, to_candles, vwap
+from ._candles import Candles, check_batch, check_batch_lenient, rolling_vwap, to_candles, vwap
 from ._config import cfg
-from .errors import CandleError
 from ._schema import ExchangeSchema, callback
+from ._time import MINUTE_MS, interval_ms, iso, to_datetime
+from .errors import CandleError
 
 _BATCH_INDEX = re.compile(r"^candle #\d+ \([^)]*\) ")
 CHUNK = 20_000  # candles of the first cache fill; each later fill asks for twice as many
 
+T = TypeVar("T")
 
-async def maybe_await(value):
+
+async def maybe_await(value: Awaitable[T] | T) -> T:
+    """The value, awaited first when it is awaitable (user code may be sync or async)."""
     if inspect.isawaitable(value):
         return await value
     return value
@@ -42,10 +46,10 @@ class _Series:
         self._t0 = 0
         self._n = 0
         self._contiguous = True
-        self._vwap = None
+        self._vwap: np.ndarray | None = None
         self._vwap_n = 0
         self.bad: dict[int, str] = {}  # open time -> why the exchange's candle is invalid
-        self._bad_ts: Optional[np.ndarray] = None
+        self._bad_ts: np.ndarray | None = None
 
     def check(self, start: int, end: int) -> None:
         """Refuse a window [start, end) that holds an invalid candle (CandleError saying why)."""
@@ -67,7 +71,7 @@ class _Series:
         self._t0 = int(ts[0]) if self._n else 0
         self._contiguous = self._n == 0 or int(ts[-1]) - self._t0 == (self._n - 1) * self.step
 
-    def add(self, c: Candles, lo: int, hi: int, bad: Optional[dict] = None) -> None:
+    def add(self, c: Candles, lo: int, hi: int, bad: dict[int, str] | None = None) -> None:
         for t, why in (bad or {}).items():
             if not self.lo <= t < self.hi or self.lo == self.hi:
                 self.bad[t] = why
@@ -76,7 +80,7 @@ class _Series:
         if self.lo == self.hi:
             self.c, self.lo, self.hi = c, lo, hi
         else:
-            parts = []
+            parts: list[Candles] = []
             if lo < self.lo:
                 parts.append(c[: int(np.searchsorted(c.timestamp, self.lo))])
             parts.append(self.c)
@@ -97,8 +101,8 @@ class ExchangeClient:
     """One exchange as seen by one run. `backtest=True` enables the chunk cache."""
 
     def __init__(self, schema: ExchangeSchema, *, backtest: bool,
-                 sleep: Callable[[float], Awaitable] = asyncio.sleep,
-                 now_ms: Callable[[], int] = lambda: int(time.time() * 1000)):
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+                 now_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
         self.schema = schema
         self.name = schema.exchange_name
         self.backtest = backtest
@@ -110,29 +114,39 @@ class ExchangeClient:
 
     # --- raw fetch ---------------------------------------------------------------------
 
-    async def fetch(self, symbol: str, interval: str, since: int, limit: int, lenient: bool = False):
-        """Ask the exchange once per attempt; validate; retry; raise CandleError naming the call.
+    async def fetch(self, symbol: str, interval: str, since: int, limit: int) -> Candles:
+        """Ask the exchange once per attempt; validate; retry; raise CandleError naming the call."""
+        return (await self._fetch(symbol, interval, since, limit, lenient=False))[0]
 
-        `lenient` (cache fills): when the last attempt still has invalid candles, keep them and
+    async def fetch_lenient(self, symbol: str, interval: str, since: int,
+                            limit: int) -> tuple[Candles, dict[int, str]]:
+        """fetch for cache fills: when the last attempt still has invalid candles, keep them and
         return (candles, {time: reason}), so only windows that contain one fail, as if each
         window had been fetched on its own."""
+        return await self._fetch(symbol, interval, since, limit, lenient=True)
+
+    async def _fetch(self, symbol: str, interval: str, since: int, limit: int,
+                     lenient: bool) -> tuple[Candles, dict[int, str]]:
+        """fetch / fetch_lenient; without `lenient` the reasons are always empty."""
         attempts = cfg.CC_GET_CANDLES_RETRY_COUNT
-        last: Optional[BaseException] = None
+        last: BaseException | None = None
         for attempt in range(attempts):
             try:
                 raw = await maybe_await(self.schema.get_candles(symbol, interval, to_datetime(since), limit))
-                checked = check_batch(to_candles(raw), median_min=cfg.CC_GET_CANDLES_MIN_CANDLES_FOR_MEDIAN,
-                                      anomaly_factor=cfg.CC_GET_CANDLES_PRICE_ANOMALY_THRESHOLD_FACTOR,
-                                      lenient=lenient)
-                c, bad = checked if lenient else (checked, None)
+                batch = to_candles(raw)
+                median_min = cfg.CC_GET_CANDLES_MIN_CANDLES_FOR_MEDIAN
+                factor = cfg.CC_GET_CANDLES_PRICE_ANOMALY_THRESHOLD_FACTOR
+                bad: dict[int, str]
+                if lenient:
+                    c, bad = check_batch_lenient(batch, median_min=median_min, anomaly_factor=factor)
+                else:
+                    c, bad = check_batch(batch, median_min=median_min, anomaly_factor=factor), {}
                 if bad and attempt + 1 < attempts:  # a bad batch is retried first, as any other
                     raise ValueError(next(iter(bad.values())))
                 if len(c) and c.timestamp[0] < since:
                     c = c[int(np.searchsorted(c.timestamp, since)):]
                 if self._on_candle_data is not None:
                     await maybe_await(self._on_candle_data(symbol, interval, to_datetime(since), limit, c))
-                if not lenient:
-                    return c
                 return c, {t: f"exchange {self.name!r}: candle of symbol={symbol!r}, interval={interval!r} "
                               f"at {iso(t)} is invalid: {_BATCH_INDEX.sub('', why)}" for t, why in bad.items()}
             except Exception as e:  # noqa: BLE001 - any exchange failure is retried
@@ -176,13 +190,15 @@ class ExchangeClient:
             await self._fill(s, symbol, interval, s.hi, end, step)
         return s
 
-    async def _fill(self, s: _Series, symbol, interval, start, end, step, exact=False) -> None:
+    async def _fill(self, s: _Series, symbol: str, interval: str, start: int, end: int, step: int,
+                    exact: bool = False) -> None:
         """Fetch [start, end) (a whole chunk unless `exact`) and record what it covers."""
         if exact:  # backward extension: page until the gap before the cache is closed
-            got, at = [], start
-            bad: dict = {}
+            got: list[Candles] = []
+            at = start
+            bad: dict[int, str] = {}
             while at < end:
-                c, more = await self.fetch(symbol, interval, at, -(-(end - at) // step), lenient=True)
+                c, more = await self.fetch_lenient(symbol, interval, at, -(-(end - at) // step))
                 c = c[: int(np.searchsorted(c.timestamp, end))]
                 if not len(c):
                     break
@@ -194,7 +210,7 @@ class ExchangeClient:
         horizon = (self._now_ms() // step) * step
         limit = max(-(-(end - start) // step), min(self._chunk, max(1, (horizon - start) // step)))
         self._chunk = min(self._chunk * 2, 1_000_000)  # few fills, so few rolling-VWAP rebuilds
-        c, bad = await self.fetch(symbol, interval, start, limit, lenient=True)
+        c, bad = await self.fetch_lenient(symbol, interval, start, limit)
         # A short page may be an exchange's own cap: cover only what came back and ask again.
         s.add(c, start, int(c.timestamp[-1]) + step if len(c) else start + limit * step, bad)
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from typing import Any, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from . import _logging, _state
 from .errors import ValidationError
@@ -23,12 +24,13 @@ TOPICS = (
 class _Listener:
     __slots__ = ("fn", "predicate", "once", "active", "_locks", "_owner")
 
-    def __init__(self, fn, predicate=None, once=False):
+    def __init__(self, fn: Callable[[Any], Any], predicate: Callable[[Any], Any] | None = None,
+                 once: bool = False) -> None:
         self.fn, self.predicate, self.once, self.active = fn, predicate, once, True
         self._locks: dict[int, asyncio.Lock] = {}  # per event loop (background runs may use threads)
-        self._owner = None
+        self._owner: asyncio.Task[Any] | None = None
 
-    async def deliver(self, awaitable) -> None:
+    async def deliver(self, awaitable: Awaitable[object]) -> None:
         """Await an async listener's call, one call at a time and in emission order, even when
         several runs emit at once (re-entrant calls from inside the listener are not queued)."""
         task = asyncio.current_task()
@@ -53,7 +55,7 @@ class Hub:
     def has(self, topic: str) -> bool:
         return bool(self._topics[topic])
 
-    def subscribe(self, topic: str, fn: Callable, predicate: Callable | None = None,
+    def subscribe(self, topic: str, fn: Callable[[Any], Any], predicate: Callable[[Any], Any] | None = None,
                   once: bool = False) -> Callable[[], None]:
         if not callable(fn):
             raise ValidationError(f"listen_{topic}: listener must be callable, got {type(fn).__name__}")
@@ -109,7 +111,7 @@ class Hub:
 hub = _state.register("listeners", Hub())
 
 
-async def call_reporting(fn: Callable | None, *args, where: str = "") -> None:
+async def call_reporting(fn: Callable[..., Any] | None, *args: Any, where: str = "") -> None:
     """Call a user callback (sync or async); its exception goes to listen_error, never further."""
     if fn is None:
         return

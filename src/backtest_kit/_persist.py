@@ -15,8 +15,9 @@ import re
 import sqlite3
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Protocol, TextIO
 
 from . import _state
 from .errors import PersistError, ValidationError
@@ -24,7 +25,7 @@ from .events import Outcome, PartialEvent, TickResult
 
 
 class PersistBackend(Protocol):
-    def read(self, kind: str, key: str) -> Optional[Any]: ...
+    def read(self, kind: str, key: str) -> Any | None: ...
     def write(self, kind: str, key: str, value: Any) -> None: ...
 
 
@@ -43,7 +44,7 @@ class FileBackend:
     def path(self, kind: str, key: str) -> Path:
         return self.base / kind / f"{_safe(key)}.json"
 
-    def read(self, kind: str, key: str) -> Optional[Any]:
+    def read(self, kind: str, key: str) -> Any | None:
         path = self.path(kind, key)
         try:
             text = path.read_text(encoding="utf-8")
@@ -82,7 +83,7 @@ class FileBackend:
                 os.close(dfd)
 
 
-    def lock(self, kind: str, key: str):
+    def lock(self, kind: str, key: str) -> TextIO:
         """An exclusive lock on one record for this process (released on exit, even on SIGKILL)."""
         import fcntl
         path = self.path(kind, key).with_suffix(".lock")
@@ -113,7 +114,7 @@ class SqliteBackend:
         except sqlite3.DatabaseError as e:
             raise PersistError(f"state database {self.path} is unusable: {e}") from e
 
-    def read(self, kind: str, key: str) -> Optional[Any]:
+    def read(self, kind: str, key: str) -> Any | None:
         with self._lock:
             try:
                 row = self._db.execute("SELECT value FROM state WHERE kind=? AND key=?", (kind, key)).fetchone()
@@ -140,7 +141,7 @@ class SqliteBackend:
 _backends: dict[str, PersistBackend] = _state.register("persist_backends", {})
 
 
-def _check(name: str, backend) -> None:
+def _check(name: str, backend: object) -> None:
     if backend is not None and not (callable(getattr(backend, "read", None))
                                     and callable(getattr(backend, "write", None))):
         raise ValidationError(f"{name}: backend needs read(kind, key) and write(kind, key, value)")
@@ -202,11 +203,11 @@ class LiveStore:
     def bind(self, snapshot: Callable[[], dict[str, Any]]) -> None:
         self._snapshot = snapshot
 
-    def load(self) -> Optional[dict[str, Any]]:
+    def load(self) -> dict[str, Any] | None:
         data = self.backend.read("live", self.key)
         if data:
             self.journal = list(data.get("journal", []))
-        return data  # type: ignore[no-any-return]
+        return data
 
     def transition(self, event: TickResult | PartialEvent) -> None:
         if event.action == "closed" or event.action == "cancelled":

@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from . import _state
-from .errors import ValidationError
 from ._schema import ExchangeSchema, FrameSchema, RiskSchema, SizingSchema, StrategySchema, WalkerSchema
+from .errors import ValidationError
 
 T = TypeVar("T")
 

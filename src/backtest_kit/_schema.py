@@ -6,9 +6,10 @@ import math
 import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
+from ._config import is_real
 from ._time import FRAME_INTERVALS, STRATEGY_INTERVALS, iso, to_datetime, to_ms
 from .errors import ValidationError
 
@@ -125,7 +126,7 @@ def _callbacks(call: str, kind: str, value: Any) -> Any:
 
 def _number(call: str, fld: str, value: Any, rule: str, ok: Callable[[float], bool]) -> float:
     """A finite real number (not bool) satisfying ok."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not ok(value):
+    if not is_real(value) or not math.isfinite(value) or not ok(value):
         raise _fail(call, fld, f"must be a finite number {rule}", value, True)
     return value if type(value) in (int, float) else float(value)
 
@@ -133,10 +134,10 @@ def _number(call: str, fld: str, value: Any, rule: str, ok: Callable[[float], bo
 def _date(call: str, fld: str, value: Any) -> datetime:
     """A datetime (naive = UTC), a date (midnight UTC) or epoch ms -> aware UTC datetime."""
     if isinstance(value, datetime):
-        aware = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
-        return aware.astimezone(timezone.utc)
+        aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+        return aware.astimezone(UTC)
     if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return to_datetime(int(value))
     raise _fail(call, fld, "must be a datetime or int epoch milliseconds", value, True)

@@ -186,7 +186,7 @@ def signal_errors(row: SignalRow, current_price: float) -> list[str]:
                 f"{side}: StopLoss too far from priceOpen ({sl_pct:.3f}%). Maximum distance: "
                 f"{num(c.CC_MAX_STOPLOSS_DISTANCE_PERCENT)}% to protect capital from extreme losses. "
                 f"Current: SL={num(sl)}, Open={num(o)}")
-    met = row.minute_estimated_time
+    met: object = row.minute_estimated_time  # typed int, but may still be anything get_signal returned
     is_int = isinstance(met, int) and not isinstance(met, bool) or (
         isinstance(met, float) and met.is_integer())
     if not isinstance(met, (int, float)) or isinstance(met, bool):

@@ -13,12 +13,12 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from . import _registry as registry
-from .errors import ValidationError
 from ._hub import call_reporting
 from ._schema import SizingSchema, callback
+from .errors import ValidationError
 
 __all__ = ["PositionSize", "SizingCalculateParams"]
 
@@ -32,16 +32,17 @@ class SizingCalculateParams:
     account_balance: float
     price_open: float
     method: str
-    price_stop_loss: Optional[float] = None
-    win_rate: Optional[float] = None
-    win_loss_ratio: Optional[float] = None
-    atr: Optional[float] = None
+    price_stop_loss: float | None = None
+    win_rate: float | None = None
+    win_loss_ratio: float | None = None
+    atr: float | None = None
 
 
 def _show(value: Any) -> str:
     text = repr(value)
     text = text if len(text) <= 80 else text[:77] + "..."
-    return text if isinstance(value, (int, float)) and not isinstance(value, bool) else f"{text} ({type(value).__name__})"
+    plain_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return text if plain_number else f"{text} ({type(value).__name__})"
 
 
 def _real(source: str, name: str, value: Any) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 MINUTE_MS = 60_000
 
@@ -26,14 +26,14 @@ def to_ms(value: datetime | int | float) -> int:
     """Epoch milliseconds of a datetime (naive = UTC) or of a number already in ms."""
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return int(round(value.timestamp() * 1000))
     return int(value)
 
 
 def to_datetime(ms: int) -> datetime:
     """Timezone-aware UTC datetime of epoch milliseconds."""
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def iso(ms: int) -> str:

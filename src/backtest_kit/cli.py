@@ -7,24 +7,31 @@ import asyncio
 import csv
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 import backtest_kit as bk
 
 from ._time import FRAME_INTERVALS, MINUTE_MS, STRATEGY_INTERVALS, interval_ms, iso, to_ms
-from .demo import ArrayExchange, rule_strategy
+from .demo import ArrayExchange, GetSignal, rule_strategy
 
 app = typer.Typer(help="Backtest signal-based trading strategies.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -143,7 +150,7 @@ def demo_candles() -> np.ndarray:
 # ---------------------------------------------------------------- dates and frames
 
 
-def parse_date(text: Optional[str], option: str) -> Optional[int]:
+def parse_date(text: str | None, option: str) -> int | None:
     """Epoch ms of ISO-8601 text (naive = UTC) or of epoch-ms digits; None stays None."""
     if text is None:
         return None
@@ -154,7 +161,7 @@ def parse_date(text: Optional[str], option: str) -> Optional[int]:
                                  f"2024-01-05T12:00:00Z", param_hint=option) from None
 
 
-def frame_bounds(candles: np.ndarray, start: Optional[int], end: Optional[int],
+def frame_bounds(candles: np.ndarray, start: int | None, end: int | None,
                  warmup_min: int) -> tuple[int, int]:
     """The frame's first and last time: defaults leave `warmup_min` of history, end at the data."""
     first, last = int(candles[0, 0]), int(candles[-1, 0])
@@ -188,12 +195,13 @@ class RunSpec:
     end_ms: int
     frame_interval: str
     strategy_interval: str
-    get_signal: Callable
+    get_signal: GetSignal
     strategy_name: str
     out: str
 
 
-async def _run_backtest(spec: RunSpec, on_progress: Callable, on_error: Callable
+async def _run_backtest(spec: RunSpec, on_progress: Callable[[bk.ProgressEvent], None],
+                        on_error: Callable[[BaseException], None]
                         ) -> tuple[bk.BacktestStatistics, str]:
     """Register exchange, frame and strategy, run the backtest, dump the report."""
     exchange = ArrayExchange(spec.candles)
@@ -239,7 +247,7 @@ def run_and_print(spec: RunSpec, verbose: bool = False) -> None:
     with _progress_bar(console) as progress:
         task = progress.add_task(title, total=None)
 
-        def on_progress(e) -> None:
+        def on_progress(e: bk.ProgressEvent) -> None:
             progress.update(task, total=e.total_frames, completed=e.processed_frames)
 
         try:
@@ -262,7 +270,7 @@ def run_and_print(spec: RunSpec, verbose: bool = False) -> None:
 # ---------------------------------------------------------------- summary
 
 
-def _fmt(x: Optional[float], spec: str, unit: str = "") -> str:
+def _fmt(x: float | None, spec: str, unit: str = "") -> str:
     return "N/A" if x is None else format(x, spec) + unit
 
 
@@ -323,8 +331,8 @@ def backtest(
     sl: float = typer.Option(0.6, help="Stop loss, % from the entry."),
     minutes: int = typer.Option(360, min=1, help="Signal lifetime in minutes."),
     shorts: bool = typer.Option(True, "--shorts/--no-shorts", help="Also trade short crossovers."),
-    start: Optional[str] = typer.Option(None, help="Frame start, ISO-8601 (default: after warm-up)."),
-    end: Optional[str] = typer.Option(None, help="Frame end, ISO-8601 (default: the last candle)."),
+    start: str | None = typer.Option(None, help="Frame start, ISO-8601 (default: after warm-up)."),
+    end: str | None = typer.Option(None, help="Frame end, ISO-8601 (default: the last candle)."),
     frame_interval: str = typer.Option("1m", help=f"Frame step: {', '.join(FRAME_INTERVALS)}."),
     name: str = typer.Option("ma-crossover", help="Strategy name (and report file name)."),
     out: Path = typer.Option(Path("./dump/backtest"), help="Directory (or .md file) for the report."),
@@ -349,7 +357,8 @@ def backtest(
 
 
 async def _run_paper(symbol: str, data: np.ndarray, start_ms: int, end_ms: int, interval: str,
-                     get_signal: Callable, name: str, backend, out: str, console: Console):
+                     get_signal: GetSignal, name: str, backend: bk.PersistBackend, out: str,
+                     console: Console) -> tuple[bk.LiveStatistics, str]:
     """Drive Live over the candles with a virtual clock; restarts resume from the saved state."""
     bk.use_persist_adapter(backend)
     bk.add_exchange(exchange_name="cli-replay", get_candles=ArrayExchange(data).get_candles)
@@ -366,15 +375,15 @@ async def _run_paper(symbol: str, data: np.ndarray, start_ms: int, end_ms: int, 
 @app.command()
 def live(
     paper: bool = typer.Option(False, "--paper", help="Paper-trade: replay candles on a virtual clock."),
-    candles: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, readable=True,
+    candles: Path | None = typer.Option(None, exists=True, dir_okay=False, readable=True,
                                            help="1m candles to replay (default: the bundled demo data)."),
     symbol: str = typer.Option("BTCUSDT", help="Symbol name."),
     interval: str = typer.Option("5m", help=f"Strategy interval: {', '.join(STRATEGY_INTERVALS)}."),
     fast: int = typer.Option(10, min=1), slow: int = typer.Option(50, min=2),
     tp: float = typer.Option(1.0), sl: float = typer.Option(0.6), minutes: int = typer.Option(360, min=1),
     shorts: bool = typer.Option(True, "--shorts/--no-shorts"),
-    start: Optional[str] = typer.Option(None, help="Replay start, ISO-8601 (default: after warm-up)."),
-    end: Optional[str] = typer.Option(None, help="Replay end, ISO-8601 (default: the last candle)."),
+    start: str | None = typer.Option(None, help="Replay start, ISO-8601 (default: after warm-up)."),
+    end: str | None = typer.Option(None, help="Replay end, ISO-8601 (default: the last candle)."),
     state: Path = typer.Option(Path("./dump/data"), help="Directory (file backend) or .sqlite file for state."),
     name: str = typer.Option("ma-crossover", help="Strategy name."),
     out: Path = typer.Option(Path("./dump/live"), help="Directory (or .md file) for the report."),

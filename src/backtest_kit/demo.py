@@ -3,12 +3,17 @@ strategy used by the demo command, the benchmark and the golden tests."""
 
 from __future__ import annotations
 
-from typing import Optional
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
 
 import numpy as np
 
-from ._time import MINUTE_MS, interval_ms, to_ms
 from ._context import get_candles
+from ._time import MINUTE_MS, interval_ms, to_ms
+
+# A strategy's get_signal(symbol, when) as the rule strategy implements it.
+GetSignal = Callable[[str, datetime], Awaitable[dict[str, Any] | None]]
 
 
 def synthetic_candles(n: int, *, start_ms: int = 1_704_067_200_000, seed: int = 7,
@@ -37,7 +42,7 @@ def synthetic_candles(n: int, *, start_ms: int = 1_704_067_200_000, seed: int = 
 class ArrayExchange:
     """Serves 1m candles from an (n, 6) array; longer intervals are aggregated from them."""
 
-    def __init__(self, candles: np.ndarray):
+    def __init__(self, candles: np.ndarray) -> None:
         self.minute = np.asarray(candles, dtype=np.float64)
         self._by_interval = {"1m": self.minute}
 
@@ -55,7 +60,7 @@ class ArrayExchange:
             self._by_interval[interval] = arr
         return arr
 
-    async def get_candles(self, symbol: str, interval: str, since, limit: int) -> np.ndarray:
+    async def get_candles(self, symbol: str, interval: str, since: datetime | int, limit: int) -> np.ndarray:
         arr = self._series(interval)
         i = int(np.searchsorted(arr[:, 0], to_ms(since)))
         return arr[i:i + limit]
@@ -67,10 +72,10 @@ def _mean(xs: np.ndarray) -> float:
 
 
 def rule_strategy(fast: int, slow: int, tp_pct: float, sl_pct: float, minutes: int,
-                  shorts: bool = True, limit_offset_pct: Optional[float] = None):
+                  shorts: bool = True, limit_offset_pct: float | None = None) -> GetSignal:
     """get_signal of a fast/slow moving-average crossover on closed 1m candles."""
 
-    async def get_signal(symbol: str, when):
+    async def get_signal(symbol: str, when: datetime) -> dict[str, Any] | None:
         c = await get_candles(symbol, "1m", slow + 1)
         if len(c) < slow + 1:
             return None
@@ -86,7 +91,7 @@ def rule_strategy(fast: int, slow: int, tp_pct: float, sl_pct: float, minutes: i
             return None
         last = float(closes[-1])
         base = last * (1 - k * limit_offset_pct / 100) if limit_offset_pct is not None else last
-        signal = {
+        signal: dict[str, Any] = {
             "position": position,
             "price_take_profit": base * (1 + k * tp_pct / 100),
             "price_stop_loss": base * (1 - k * sl_pct / 100),

@@ -7,7 +7,7 @@ events all live here, so one file answers "what does a listener receive?".
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._hub import listen, listen_once
 
@@ -31,9 +31,9 @@ class Signal:
     price_take_profit: float
     price_stop_loss: float
     minute_estimated_time: int
-    price_open: Optional[float] = None
-    note: Optional[str] = None
-    id: Optional[str] = None
+    price_open: float | None = None
+    note: str | None = None
+    id: str | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -69,7 +69,7 @@ class PnL:
 
 @dataclass(slots=True, frozen=True, kw_only=True)
 class _Result:
-    signal: Optional[SignalRow]
+    signal: SignalRow | None
     current_price: float
     symbol: str
     strategy_name: str
@@ -127,9 +127,9 @@ class CancelledResult(_Result):
     close_timestamp: int
 
 
-TickResult = Union[IdleResult, ScheduledResult, WaitingResult, OpenedResult, ActiveResult,
-                   ClosedResult, CancelledResult]
-Outcome = Union[ClosedResult, CancelledResult]
+TickResult = (IdleResult | ScheduledResult | WaitingResult | OpenedResult | ActiveResult | ClosedResult
+              | CancelledResult)
+Outcome = ClosedResult | CancelledResult
 
 
 # --- risk and partials ------------------------------------------------------------------
@@ -138,9 +138,9 @@ Outcome = Union[ClosedResult, CancelledResult]
 class ActivePosition:
     strategy_name: str
     symbol: str
-    signal: Optional[SignalRow]
+    signal: SignalRow | None
     open_timestamp: int
-    close_timestamp: Optional[int] = None  # backtest: when the position closed
+    close_timestamp: int | None = None  # backtest: when the position closed
 
 
 @dataclass(slots=True, frozen=True)
@@ -171,7 +171,7 @@ class RiskEvent:
     timestamp: int
     backtest: bool
     risk_name: str = ""
-    error: Optional[BaseException] = None
+    error: BaseException | None = None
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
@@ -208,7 +208,7 @@ class PerformanceEvent:
     """Payload of listen_performance: one timing sample."""
 
     timestamp: float
-    previous_timestamp: Optional[float]
+    previous_timestamp: float | None
     metric_type: str
     duration: float
     strategy_name: str
@@ -240,9 +240,9 @@ class WalkerProgress:
     strategy_name: str
     stats: BacktestStatistics
     metric: str
-    metric_value: Optional[float]
-    best_strategy: Optional[str]
-    best_metric: Optional[float]
+    metric_value: float | None
+    best_strategy: str | None
+    best_metric: float | None
     strategies_tested: int
     total_strategies: int
 
@@ -264,7 +264,7 @@ class WalkerProgressEvent:
 class StrategyResult:
     strategy_name: str
     stats: BacktestStatistics
-    metric_value: Optional[float]
+    metric_value: float | None
 
 
 @dataclass(slots=True, frozen=True)
@@ -277,9 +277,9 @@ class WalkerComplete:
     frame_name: str
     metric: str
     total_strategies: int
-    best_strategy: Optional[str]
-    best_metric: Optional[float]
-    best_stats: Optional[BacktestStatistics]
+    best_strategy: str | None
+    best_metric: float | None
+    best_stats: BacktestStatistics | None
 
 
 @dataclass(slots=True, frozen=True)

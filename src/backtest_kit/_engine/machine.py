@@ -12,8 +12,8 @@ import asyncio
 import dataclasses
 import inspect
 import math
-from collections.abc import Awaitable, Generator
-from typing import Any, Optional
+from collections.abc import Coroutine, Generator
+from typing import Any
 
 from .._config import cfg
 from .._context import ExecutionContext, enter, leave
@@ -22,9 +22,20 @@ from .._schema import StrategySchema
 from .._signal import new_id, plain_note, signal_errors, to_signal, validation_message
 from .._time import MINUTE_MS, interval_ms, to_datetime
 from ..errors import PersistError, ValidationError
-from ..events import (ActiveResult, CancelledResult, ClosedResult, IdleResult, OpenedResult, Outcome,
-                      PartialEvent, RiskCheckArgs, ScheduledResult, Signal, SignalRow, TickResult,
-                      WaitingResult)
+from ..events import (
+    ActiveResult,
+    CancelledResult,
+    ClosedResult,
+    IdleResult,
+    OpenedResult,
+    PartialEvent,
+    RiskCheckArgs,
+    ScheduledResult,
+    Signal,
+    SignalRow,
+    TickResult,
+    WaitingResult,
+)
 from .pnl import compute_pnl
 from .sink import Sink
 
@@ -42,10 +53,10 @@ class Machine:
         self.backtest = sink.backtest
         self.strategy_name = schema.strategy_name
         self.interval_ms = interval_ms(schema.interval)
-        self.pending: Optional[SignalRow] = None     # the open position
-        self.scheduled: Optional[SignalRow] = None   # the resting limit order
-        self.last_bucket: Optional[int] = None
-        self.cursor: Optional[int] = None            # live: the tick in progress or last done
+        self.pending: SignalRow | None = None     # the open position
+        self.scheduled: SignalRow | None = None   # the resting limit order
+        self.last_bucket: int | None = None
+        self.cursor: int | None = None            # live: the tick in progress or last done
         self.stopped = False
         self._partial: dict[str, tuple[set[int], set[int]]] = {}
         # Returned for ticks nobody observes, instead of building and publishing one each time.
@@ -202,13 +213,24 @@ class Machine:
         if row is None:
             return await self._idle(price)
         if row.is_scheduled:
-            self.scheduled = row
-            result = ScheduledResult(**self._base(price, row))
-            await self.sink.apply(result)
-            return result
+            long = row.position == "long"
+            if not ((price <= row.price_open) if long else (price >= row.price_open)):
+                return await self._schedule(row, price)
+            # D22: a limit order that is already marketable fills at the current price, as an
+            # exchange would; one already through its stop-loss never opens.
+            if (price <= row.price_stop_loss) if long else (price >= row.price_stop_loss):
+                await self._schedule(row, price)
+                return await self.cancel(price, when)
+            row = dataclasses.replace(row, price_open=price, is_scheduled=False)
         if not self.sink.books or await self.risk_ok(_as_signal(row), row.price_open, when):
             return await self.open(row, when)
         return await self._idle(price)  # refused by the second risk check, before opening
+
+    async def _schedule(self, row: SignalRow, price: float) -> ScheduledResult:
+        self.scheduled = row
+        result = ScheduledResult(**self._base(price, row))
+        await self.sink.apply(result)
+        return result
 
     async def _idle(self, price: float) -> IdleResult:
         if not self.sink.observes_ticks:
@@ -251,7 +273,7 @@ class Machine:
         """D16: one get_signal call per aligned interval bucket."""
         return not self.stopped and when // self.interval_ms != self.last_bucket
 
-    async def _new_signal(self, when: int, price: float) -> Optional[SignalRow]:
+    async def _new_signal(self, when: int, price: float) -> SignalRow | None:
         bucket = when // self.interval_ms
         if bucket == self.last_bucket:
             return None
@@ -276,16 +298,14 @@ class Machine:
 
     def _build(self, sig: Signal, when: int, price: float) -> SignalRow:
         po = sig.price_open
-        long = sig.position == "long"
-        scheduled = po is not None and not ((price <= po) if long else (price >= po))
         met = sig.minute_estimated_time
         row = SignalRow(
             id=sig.id or new_id(), position=sig.position,  # type: ignore[arg-type]  # checked below
             price_open=price if po is None else po,
             price_take_profit=sig.price_take_profit, price_stop_loss=sig.price_stop_loss,
-            minute_estimated_time=int(met) if isinstance(met, float) and met.is_integer() else met,
+            minute_estimated_time=_whole(met),
             note=plain_note(sig.note), symbol=self.symbol, strategy_name=self.strategy_name,
-            exchange_name=self.exchange.name, scheduled_at=when, pending_at=when, is_scheduled=scheduled)
+            exchange_name=self.exchange.name, scheduled_at=when, pending_at=when, is_scheduled=po is not None)
         errors = signal_errors(row, price)
         if errors:
             raise ValidationError(validation_message(row, errors))
@@ -298,7 +318,12 @@ def _as_signal(row: SignalRow) -> Signal:
                   price_open=row.price_open, note=row.note, id=row.id)
 
 
-async def _with_timeout(value, seconds: float):
+def _whole(minutes: object) -> Any:
+    """An integral float lifetime as int (60.0 -> 60); anything else unchanged for validation."""
+    return int(minutes) if isinstance(minutes, float) and minutes.is_integer() else minutes
+
+
+async def _with_timeout(value: object, seconds: float) -> Any:
     """Await `value` under a timeout; a coroutine that finishes without suspending (the usual
     backtest case, all candles cached) skips the timer machinery entirely."""
     if not inspect.isawaitable(value):
@@ -319,10 +344,10 @@ class _Resumed:
 
     __slots__ = ("coro", "first")
 
-    def __init__(self, coro, first):
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any):
         self.coro, self.first = coro, first
 
-    def __await__(self):
+    def __await__(self) -> Generator[Any, Any, Any]:
         coro, yielded = self.coro, self.first
         while True:
             try:
@@ -337,5 +362,3 @@ class _Resumed:
                     yielded = coro.send(sent)
                 except StopIteration as done:
                     return done.value
-
-

@@ -6,12 +6,12 @@ uses the profile; positions are keyed "strategy:symbol", added on open, removed 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any, Optional
+from dataclasses import replace
 
 from .. import _registry as registry
 from .. import _state
 from .._exchange import maybe_await
+from .._persist import PersistBackend
 from .._schema import RiskSchema
 from ..events import ActivePosition, RiskCheckArgs, RiskEvent, SignalRow
 
@@ -29,16 +29,16 @@ class RiskBook:
         self.backtest = backtest
         self.positions: dict[str, ActivePosition] = {}
         self.history: list[ActivePosition] = []  # backtest only
-        self.store = None  # live: a backend to write the positions to
+        self.store: PersistBackend | None = None  # live: a backend to write the positions to
 
-    def add(self, strategy_name: str, symbol: str, signal: Optional[SignalRow], when: int) -> None:
+    def add(self, strategy_name: str, symbol: str, signal: SignalRow | None, when: int) -> None:
         position = ActivePosition(strategy_name, symbol, signal, when)
         self.positions[f"{strategy_name}:{symbol}"] = position
         if self.backtest:
             self.history.append(position)
         self._save()
 
-    def remove(self, strategy_name: str, symbol: str, when: Optional[int] = None) -> None:
+    def remove(self, strategy_name: str, symbol: str, when: int | None = None) -> None:
         position = self.positions.pop(f"{strategy_name}:{symbol}", None)
         if position is not None:
             if self.backtest:  # the history keeps when it closed, for checks at earlier times
@@ -61,10 +61,10 @@ class RiskBook:
         if self.store is not None:
             self.store.write("risk", self.schema.risk_name, [
                 {"strategy_name": p.strategy_name, "symbol": p.symbol, "open_timestamp": p.open_timestamp,
-                 "signal": p.signal.to_dict() if hasattr(p.signal, "to_dict") else None}
+                 "signal": p.signal.to_dict() if p.signal is not None else None}
                 for p in self.positions.values()])
 
-    async def check(self, args: RiskCheckArgs) -> Optional[RiskEvent]:
+    async def check(self, args: RiskCheckArgs) -> RiskEvent | None:
         """None when every validation passes; else the rejection (the sink announces it)."""
         for v in self.schema.validations:
             try:

@@ -4,14 +4,14 @@ candle arrays with numpy for the fill, take-profit, stop-loss, expiry or timeout
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 import numpy as np
 
-from .._time import MINUTE_MS
 from .._candles import Candles, vwap
 from .._config import cfg
 from .._context import ExecutionContext, enter, leave
+from .._time import MINUTE_MS
 from ..events import CancelledResult, ClosedResult, Outcome, SignalRow
 from .machine import Machine
 
@@ -33,7 +33,7 @@ def _price_at_end(c: Candles, v: np.ndarray) -> float:
     return float(v[-1]) if len(c) >= n and np.isfinite(v[-1]) else vwap(c[-n:])
 
 
-async def resolve(state: Machine, when: int) -> Optional[Outcome]:
+async def resolve(state: Machine, when: int) -> Outcome | None:
     """Run the signal the tick at `when` opened or placed to its end on 1m candles.
 
     Returns the closed or cancelled result, or None when the signal is still there: no
@@ -74,7 +74,7 @@ class _Wait:
 
     kind: Literal["filled", "cancelled", "waiting"]
     index: int = -1
-    result: Optional[CancelledResult] = None
+    result: CancelledResult | None = None
 
 
 async def _scan_waiting(state: Machine, row: SignalRow, c: Candles, v: np.ndarray, k0: int) -> _Wait:
@@ -114,8 +114,8 @@ async def _scan_open(state: Machine, row: SignalRow, c: Candles, v: np.ndarray, 
         for k in range(k0, end):
             if np.isfinite(v[k]):
                 await state.progress(float(v[k]), int(c.timestamp[k]))
-    if i < 0:  # candles ran out: expire at the last candle
-        return await state.close("time_expired", _price_at_end(c, v), int(c.timestamp[-1]))
+    if i < 0:  # D21: candles ran out before the lifetime did
+        return await state.close("end_of_data", _price_at_end(c, v), int(c.timestamp[-1]))
     k = k0 + i
     when = int(c.timestamp[k])
     if expired[i]:

@@ -8,8 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import _state
-from ..events import (ClosedResult, Mode, Outcome, PartialEvent, PerformanceEvent, RiskEvent,
-                      TickResult)
+from ..events import ClosedResult, Mode, Outcome, PartialEvent, PerformanceEvent, RiskEvent, TickResult
 
 
 @dataclass(slots=True, eq=False)

@@ -7,12 +7,12 @@ close cannot be repeated after a crash.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from .._hub import call_reporting, hub
 from .._schema import StrategySchema, callback
-from ..events import (PartialEvent, PerformanceEvent, RiskCheckArgs, RiskEvent, SignalRow,
-                      TickResult)
+from ..events import PartialEvent, PerformanceEvent, RiskCheckArgs, RiskEvent, SignalRow, TickResult
 from .risk import RiskBook
 from .runs import Run, RunError
 
@@ -23,7 +23,7 @@ class Persist(Protocol):
     """Where a machine's state goes before its events are heard (live), or nowhere (backtest)."""
 
     def bind(self, snapshot: Snapshot) -> None: ...
-    def load(self) -> Optional[dict[str, Any]]: ...
+    def load(self) -> dict[str, Any] | None: ...
     def transition(self, event: TickResult | PartialEvent) -> None: ...
     def describe(self) -> str: ...
 
@@ -34,7 +34,7 @@ class NoPersist:
     def bind(self, snapshot: Snapshot) -> None:
         pass
 
-    def load(self) -> Optional[dict[str, Any]]:
+    def load(self) -> dict[str, Any] | None:
         return None
 
     def transition(self, event: TickResult | PartialEvent) -> None:

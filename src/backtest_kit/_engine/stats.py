@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
-from ..events import ClosedResult
+from ..events import CancelledResult, ClosedResult, OpenedResult, ScheduledResult
 
 DAY_MS = 86_400_000
 STD_EPSILON = 1e-12  # D13: below this a standard deviation is float noise, not dispersion
@@ -18,17 +18,17 @@ class BacktestStatistics:
     total_signals: int = 0
     win_count: int = 0
     loss_count: int = 0
-    win_rate: Optional[float] = None
-    avg_pnl: Optional[float] = None
-    total_pnl: Optional[float] = None
-    std_dev: Optional[float] = None
-    sharpe_ratio: Optional[float] = None
-    annualized_sharpe_ratio: Optional[float] = None
-    certainty_ratio: Optional[float] = None
-    expected_yearly_returns: Optional[float] = None
-    max_drawdown: Optional[float] = None
-    profit_factor: Optional[float] = None
-    avg_duration_minutes: Optional[float] = None
+    win_rate: float | None = None
+    avg_pnl: float | None = None
+    total_pnl: float | None = None
+    std_dev: float | None = None
+    sharpe_ratio: float | None = None
+    annualized_sharpe_ratio: float | None = None
+    certainty_ratio: float | None = None
+    expected_yearly_returns: float | None = None
+    max_drawdown: float | None = None
+    profit_factor: float | None = None
+    avg_duration_minutes: float | None = None
 
 
 NUMERIC_FIELDS = ("total_signals", "win_count", "loss_count", "win_rate", "avg_pnl", "total_pnl",
@@ -36,7 +36,7 @@ NUMERIC_FIELDS = ("total_signals", "win_count", "loss_count", "win_rate", "avg_p
                   "expected_yearly_returns", "max_drawdown", "profit_factor", "avg_duration_minutes")
 
 
-def _safe(x: Optional[float]) -> Optional[float]:
+def _safe(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
@@ -97,3 +97,13 @@ def backtest_statistics(closed: Sequence[ClosedResult]) -> BacktestStatistics:
         profit_factor=_safe(gross_win / gross_loss) if gross_loss > 0 else None,
         avg_duration_minutes=_safe(_mean(durations) / 60_000),
     )
+
+
+@dataclass(slots=True)
+class LiveStatistics(BacktestStatistics):
+    """Live.get_data: the closed-trade statistics plus every opened / scheduled / closed /
+    cancelled event (`total_signals` counts closed trades)."""
+
+    event_list: list[OpenedResult | ScheduledResult | ClosedResult | CancelledResult] = field(default_factory=list)
+    total_events: int = 0
+    total_closed: int = 0

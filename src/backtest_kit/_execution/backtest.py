@@ -4,8 +4,7 @@ signal to its end on 1m candles."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Optional
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from .. import _registry as registry
 from .._engine import risk
@@ -18,6 +17,7 @@ from .._exchange import ExchangeClient, maybe_await
 from .._frames import timeframes
 from .._hub import hub
 from .._report.backtest import render_backtest_report
+from .._report.table import Column
 from .._schema import callback
 from .._time import MINUTE_MS, to_datetime
 from ..events import DoneEvent, Outcome, PerformanceEvent, ProgressEvent
@@ -30,7 +30,7 @@ class Timer:
     def __init__(self, sink: Sink, exchange_name: str):
         self.sink = sink
         self.meta = (sink.strategy_name, exchange_name, sink.symbol, sink.backtest)
-        self.previous: Optional[float] = None
+        self.previous: float | None = None
 
     async def sample(self, metric: str, started: float) -> None:
         if metric == "backtest_timeframe" and not hub.has("performance"):
@@ -96,7 +96,7 @@ async def run_frames(symbol: str, strategy_name: str, exchange_name: str, frame_
             await sink.error(e, f"Backtest {symbol} {strategy_name} at {to_datetime(when).isoformat()}")
             i += 1
             continue
-        outcome: Optional[Outcome] = None
+        outcome: Outcome | None = None
         if result.action == "opened" or (result.action == "scheduled" and not state.stopped):
             # (a limit order placed while a stop is pending is dropped by the next tick instead)
             signal_started = time.perf_counter()
@@ -169,11 +169,12 @@ class BacktestUtils(Facade[Instance]):
     async def get_data(self, symbol: str, strategy_name: str) -> BacktestStatistics:
         return self._stats(symbol, strategy_name, "get_data")
 
-    async def get_report(self, symbol: str, strategy_name: str, columns=None) -> str:
+    async def get_report(self, symbol: str, strategy_name: str, columns: Sequence[Column] | None = None) -> str:
         stats = self._stats(symbol, strategy_name, "get_report")
         return await render_backtest_report(symbol, strategy_name, stats, columns)
 
-    async def dump(self, symbol: str, strategy_name: str, path: str | None = None, columns=None) -> str:
+    async def dump(self, symbol: str, strategy_name: str, path: str | None = None,
+                   columns: Sequence[Column] | None = None) -> str:
         """Write the report; `path` is a directory (default ./dump/backtest) or a .md file."""
         return await self._dump(await self.get_report(symbol, strategy_name, columns), path, strategy_name)
 

@@ -8,7 +8,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Optional, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from .. import _state
 from .._hub import hub
@@ -35,8 +35,8 @@ class InstanceStatus:
         return self.strategy_name
 
 
-class Stoppable:
-    """Something a stop() reaches: a machine (no new signals) or a walk's current backtest."""
+class Stoppable(Protocol):
+    """What a stop() reaches during a run: the machine, which then opens no new signal."""
 
     stopped: bool
 
@@ -51,7 +51,7 @@ class Instance:
         self.stopped = False
         self.running = False
         self.done = False
-        self.target: Optional[Stoppable] = None  # what stop() also reaches during a run
+        self.target: Stoppable | None = None  # what stop() also reaches during a run
 
     @property
     def status(self) -> str:
@@ -102,7 +102,7 @@ class Registry(Generic[I]):
             inst = self._instances[key] = self._factory(symbol, name)
         return inst
 
-    def find(self, symbol: str, name: str) -> Optional[I]:
+    def find(self, symbol: str, name: str) -> I | None:
         """The instance if it exists (never creates one)."""
         return self._instances.get((symbol, name))
 
@@ -126,6 +126,9 @@ class Facade(Generic[I]):
 
     def __init__(self, factory: Callable[[str, str], I]) -> None:
         self._registry: Registry[I] = _state.register(f"{self.kind.lower()}_instances", Registry(factory))
+
+    def __repr__(self) -> str:
+        return f"<backtest_kit.{self.kind}>"
 
     def _guarded(self, inst: I, work: Callable[[], AsyncIterator[Any]], begun: bool = False) -> AsyncIterator[Any]:
         """`work()` under the instance's single-run guard."""
@@ -160,7 +163,7 @@ class Facade(Generic[I]):
     async def list(self) -> list[InstanceStatus]:
         return self._registry.statuses()
 
-    async def _dump(self, text: str, path: Optional[str], name: str) -> str:
+    async def _dump(self, text: str, path: str | None, name: str) -> str:
         return await write_report(report_path(path, self.folder, name), text)
 
 
@@ -170,8 +173,8 @@ class BackgroundRun:
 
     def __init__(self, on_cancel: Callable[[], None]):
         self._on_cancel = on_cancel
-        self.task: Optional[asyncio.Task[None]] = None
-        self.thread: Optional[threading.Thread] = None
+        self.task: asyncio.Task[None] | None = None
+        self.thread: threading.Thread | None = None
 
     def __call__(self) -> None:
         self._on_cancel()
@@ -217,7 +220,7 @@ def start_background(work: Callable[[], Awaitable[None]], on_cancel: Callable[[]
 
     run = BackgroundRun(on_cancel)
     try:
-        loop: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
     except RuntimeError:
         loop = None
     if loop is not None:

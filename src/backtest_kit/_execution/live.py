@@ -4,9 +4,8 @@ process resumes exactly where it was."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from .. import _registry as registry
 from .._clock import Clock, SystemClock, VirtualClock
@@ -15,13 +14,13 @@ from .._engine import risk
 from .._engine.machine import Machine
 from .._engine.runs import runs
 from .._engine.sink import Sink
-from .._engine.stats import BacktestStatistics, backtest_statistics
+from .._engine.stats import LiveStatistics, backtest_statistics
 from .._exchange import ExchangeClient
 from .._persist import LiveStore, PersistBackend, current_backend
 from .._report.live import render_live_report
+from .._report.table import Column
 from .._time import MINUTE_MS
-from ..events import (ActivePosition, CancelledResult, ClosedResult, DoneEvent, OpenedResult, Outcome, PnL,
-                      SignalRow)
+from ..events import ActivePosition, CancelledResult, ClosedResult, DoneEvent, OpenedResult, Outcome, PnL, SignalRow
 from .backtest import Timer
 from .base import BackgroundRun, Facade, Instance
 
@@ -42,16 +41,6 @@ def next_tick(when: int) -> int:
     """D19: ticks stay on the minute grid (default CC_TICK_TTL_MS = 1 minute + 1 ms)."""
     ttl = cfg.CC_TICK_TTL_MS
     return when - when % MINUTE_MS + ttl if ttl >= MINUTE_MS else when + ttl
-
-
-@dataclass(slots=True)
-class LiveStatistics(BacktestStatistics):
-    """Live.get_data: the closed-trade statistics plus every opened / scheduled / closed /
-    cancelled event (`total_signals` counts closed trades)."""
-
-    event_list: list = field(default_factory=list)
-    total_events: int = 0
-    total_closed: int = 0
 
 
 def _from_journal(entry: dict[str, Any], strategy_name: str, exchange_name: str, symbol: str) -> Outcome:
@@ -169,11 +158,12 @@ class LiveUtils(Facade[Instance]):
     async def get_data(self, symbol: str, strategy_name: str) -> LiveStatistics:
         return self._stats(symbol, strategy_name, "get_data")
 
-    async def get_report(self, symbol: str, strategy_name: str, columns=None) -> str:
+    async def get_report(self, symbol: str, strategy_name: str, columns: Sequence[Column] | None = None) -> str:
         return await render_live_report(symbol, strategy_name, self._stats(symbol, strategy_name, "get_report"),
                                         columns)
 
-    async def dump(self, symbol: str, strategy_name: str, path: str | None = None, columns=None) -> str:
+    async def dump(self, symbol: str, strategy_name: str, path: str | None = None,
+                   columns: Sequence[Column] | None = None) -> str:
         """Write the report; `path` is a directory (default ./dump/live) or a .md file."""
         return await self._dump(await self.get_report(symbol, strategy_name, columns), path, strategy_name)
 

@@ -5,22 +5,20 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import AsyncIterator
-from typing import Any, Optional
+from typing import Any
 
 from .. import _registry as registry
-from .._engine.machine import Machine
 from .._engine.stats import BacktestStatistics, backtest_statistics
 from .._hub import call_reporting, hub
 from .._report.walker import render_walker_report
 from .._schema import callback
 from ..errors import BacktestKitError
-from ..events import (DoneEvent, StrategyResult, WalkerComplete, WalkerProgress, WalkerProgressEvent,
-                      WalkerStatistics)
+from ..events import DoneEvent, StrategyResult, WalkerComplete, WalkerProgress, WalkerProgressEvent, WalkerStatistics
 from .backtest import run_frames
 from .base import BackgroundRun, Facade, Instance
 
 
-def metric_value(stats: BacktestStatistics, metric: str) -> Optional[float]:
+def metric_value(stats: BacktestStatistics, metric: str) -> float | None:
     value = getattr(stats, metric)
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
@@ -30,7 +28,7 @@ class WalkerInstance(Instance):
 
     def __init__(self, symbol: str, name: str):
         super().__init__(symbol, name)
-        self.data: Optional[WalkerStatistics] = None
+        self.data: WalkerStatistics | None = None
 
 
 class WalkerUtils(Facade[WalkerInstance]):
@@ -55,8 +53,8 @@ class WalkerUtils(Facade[WalkerInstance]):
         names = schema.strategies
         data = inst.data = WalkerStatistics(walker_name, symbol, schema.exchange_name, schema.frame_name,
                                             metric, len(names), None, None, None)
-        best_name: Optional[str] = None
-        best: Optional[float] = None
+        best_name: str | None = None
+        best: float | None = None
         tested = 0
         for name in names:
             if inst.stopped:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from .._config import cfg
-from ..events import ClosedResult
-from .._signal import plain_note
 from .._engine.stats import BacktestStatistics
+from .._signal import plain_note
+from ..events import ClosedResult
 from .table import Column, fmt_num, fmt_pct, fmt_price, fmt_time, js_round, render_table
 
 
@@ -45,13 +45,13 @@ def _better(text: str, hint: str) -> str:
     return text if text == "N/A" else f"{text} ({hint} is better)"
 
 
-def _unit(x: Optional[float], digits: int, unit: str) -> str:
+def _unit(x: float | None, digits: int, unit: str) -> str:
     """Fixed-point text followed by a unit, or "N/A"."""
     text = fmt_num(x, digits)
     return text if text == "N/A" else f"{text}{unit}"
 
 
-def _summary(s: BacktestStatistics) -> list[str]:
+def summary_lines(s: BacktestStatistics) -> list[str]:
     """The bold statistics lines under the table."""
     win_rate = _unit(s.win_rate, 2, f"% ({s.win_count}W / {s.loss_count}L)")
     return [
@@ -72,8 +72,8 @@ def _summary(s: BacktestStatistics) -> list[str]:
 
 
 async def render_backtest_report(symbol: str, strategy_name: str, stats: BacktestStatistics,
-                                 columns: Optional[Sequence[Column]] = None,
-                                 max_rows: Optional[int] = None) -> str:
+                                 columns: Sequence[Column] | None = None,
+                                 max_rows: int | None = None) -> str:
     """Markdown report of a backtest: title, symbol, trade table (close order) and statistics."""
     title = f"# Backtest Report: {strategy_name}"
     if not stats.total_signals:
@@ -88,7 +88,7 @@ async def render_backtest_report(symbol: str, strategy_name: str, stats: Backtes
     parts = [title, f"**Symbol:** {symbol}"] + ([table] if table else [])
     if hidden:
         parts.append(f"… and {hidden} more trades (see get_data for all)")
-    return "\n\n".join(parts + _summary(stats))
+    return "\n\n".join(parts + summary_lines(stats))
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence
 
 from .. import _registry as registry
 from .._engine.stats import STD_EPSILON
+from ..events import ClosedResult
 from .backtest import write_report
 from .source import RunSource, default_runs, report_path
 from .table import Column, fmt_num, fmt_pct, render_table
@@ -21,30 +22,30 @@ class HeatmapRow:
     total_trades: int = 0
     win_count: int = 0
     loss_count: int = 0
-    win_rate: Optional[float] = None
-    total_pnl: Optional[float] = None
-    avg_pnl: Optional[float] = None
-    std_dev: Optional[float] = None
-    sharpe_ratio: Optional[float] = None
-    max_drawdown: Optional[float] = None
-    profit_factor: Optional[float] = None
-    avg_win: Optional[float] = None
-    avg_loss: Optional[float] = None
+    win_rate: float | None = None
+    total_pnl: float | None = None
+    avg_pnl: float | None = None
+    std_dev: float | None = None
+    sharpe_ratio: float | None = None
+    max_drawdown: float | None = None
+    profit_factor: float | None = None
+    avg_win: float | None = None
+    avg_loss: float | None = None
     max_win_streak: int = 0
     max_loss_streak: int = 0
-    expectancy: Optional[float] = None
+    expectancy: float | None = None
 
 
 @dataclass(slots=True)
 class HeatmapStatistics:
-    symbols: list = field(default_factory=list)  # HeatmapRow, best Sharpe first, undefined last
+    symbols: list[HeatmapRow] = field(default_factory=list)  # HeatmapRow, best Sharpe first, undefined last
     total_symbols: int = 0
-    portfolio_total_pnl: Optional[float] = None
-    portfolio_sharpe_ratio: Optional[float] = None
+    portfolio_total_pnl: float | None = None
+    portfolio_sharpe_ratio: float | None = None
     portfolio_total_trades: int = 0
 
 
-def _safe(x: Optional[float]) -> Optional[float]:
+def _safe(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
@@ -92,7 +93,7 @@ def heatmap_row(symbol: str, pnls: Sequence[float]) -> HeatmapRow:
         _safe(avg_win), _safe(avg_loss), streak[2], streak[3], _safe(expectancy))
 
 
-def heatmap_statistics(closed: Iterable[Any]) -> HeatmapStatistics:
+def heatmap_statistics(closed: Iterable[ClosedResult]) -> HeatmapStatistics:
     """HeatmapStatistics of closed results (grouped by symbol, each group in the given order)."""
     groups: dict[str, list[float]] = {}
     for r in closed:
@@ -100,11 +101,11 @@ def heatmap_statistics(closed: Iterable[Any]) -> HeatmapStatistics:
     rows = [heatmap_row(s, p) for s, p in groups.items()]
     rows.sort(key=lambda r: (r.sharpe_ratio is None, -(r.sharpe_ratio or 0.0)))
     trades = sum(r.total_trades for r in rows)
-    valid = [r for r in rows if r.sharpe_ratio is not None]
+    valid = [(r.sharpe_ratio, r.total_trades) for r in rows if r.sharpe_ratio is not None]
     return HeatmapStatistics(
         rows, len(rows),
         _safe(_sum(r.total_pnl or 0.0 for r in rows)) if rows else None,
-        _safe(_sum(r.sharpe_ratio * r.total_trades for r in valid) / trades) if valid and trades else None,
+        _safe(_sum(sharpe * n for sharpe, n in valid) / trades) if valid and trades else None,
         trades)
 
 
@@ -131,7 +132,7 @@ def heat_columns() -> list[Column]:
 
 
 async def render_heat_report(strategy_name: str, stats: HeatmapStatistics,
-                             columns: Optional[Sequence[Column]] = None) -> str:
+                             columns: Sequence[Column] | None = None) -> str:
     """Markdown report: title, portfolio summary line and the per-symbol table."""
     title = f"# Portfolio Heatmap: {strategy_name}"
     if not stats.total_symbols:
@@ -147,8 +148,11 @@ async def render_heat_report(strategy_name: str, stats: HeatmapStatistics,
 class HeatUtils:
     """`bk.Heat`: the portfolio heatmap of a strategy over every symbol it ran on."""
 
-    def __init__(self, source: RunSource = default_runs):
+    def __init__(self, source: RunSource = default_runs) -> None:
         self._source = source
+
+    def __repr__(self) -> str:
+        return "<backtest_kit.Heat>"
 
     def _stats(self, strategy_name: str, backtest: bool, source: str) -> HeatmapStatistics:
         registry.validate_strategy_refs(strategy_name, source)
@@ -160,13 +164,13 @@ class HeatUtils:
         return self._stats(strategy_name, backtest, "Heat.get_data")
 
     async def get_report(self, strategy_name: str, backtest: bool = True,
-                         columns: Optional[Sequence[Column]] = None) -> str:
+                         columns: Sequence[Column] | None = None) -> str:
         """The markdown heatmap report."""
         return await render_heat_report(strategy_name, self._stats(strategy_name, backtest, "Heat.get_report"),
                                         columns)
 
-    async def dump(self, strategy_name: str, backtest: bool = True, path: Optional[str] = None,
-                   columns: Optional[Sequence[Column]] = None) -> str:
+    async def dump(self, strategy_name: str, backtest: bool = True, path: str | None = None,
+                   columns: Sequence[Column] | None = None) -> str:
         """Write the report (default ./dump/heatmap/<strategy>.md); returns the absolute path."""
         stats = self._stats(strategy_name, backtest, "Heat.dump")
         text = await render_heat_report(strategy_name, stats, columns)

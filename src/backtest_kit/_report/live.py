@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from .._config import cfg
+from .._engine.stats import LiveStatistics
 from .._signal import plain_note
-from .backtest import _summary
+from ..events import CancelledResult, ClosedResult, OpenedResult, ScheduledResult
+from .backtest import summary_lines
 from .table import Column, fmt_pct, fmt_price, fmt_time, js_round, render_table
 
+# The rows of the live report (LiveStatistics.event_list).
+LiveEvent = OpenedResult | ScheduledResult | ClosedResult | CancelledResult
 
-def _time(r) -> int:
-    if r.action in ("closed", "cancelled"):
+
+def _time(r: LiveEvent) -> int:
+    if r.action == "closed" or r.action == "cancelled":
         return r.close_timestamp
     return r.signal.pending_at if r.action == "opened" else r.signal.scheduled_at
 
 
-def _duration(r) -> str:
+def _duration(r: LiveEvent) -> str:
     if r.action != "closed":
         return "N/A"
     return str(js_round((r.close_timestamp - r.signal.pending_at) / 60_000))
@@ -41,13 +46,13 @@ def live_columns() -> list[Column]:
     ]
 
 
-async def render_live_report(symbol: str, strategy_name: str, stats,
-                             columns: Optional[Sequence[Column]] = None) -> str:
+async def render_live_report(symbol: str, strategy_name: str, stats: LiveStatistics,
+                             columns: Sequence[Column] | None = None) -> str:
     title = f"# Live Trading Report: {strategy_name}"
     if not stats.total_events:
         return f"{title}\n\nNo events recorded yet."
     table = await render_table(stats.event_list, live_columns() if columns is None else columns)
-    summary = _summary(stats)
+    summary = summary_lines(stats)
     summary[0] = f"**Total events:** {stats.total_events}"
     summary[1] = f"**Closed signals:** {stats.total_closed}"
     return "\n\n".join([title, f"**Symbol:** {symbol}"] + ([table] if table else []) + summary)

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
 from .._engine.runs import Run
+from ..events import PartialEvent
 from .source import InstanceReport
 from .table import Column, fmt_price, fmt_time, render_table
 
 
 @dataclass(slots=True)
 class PartialStatistics:
-    event_list: list = field(default_factory=list)
+    event_list: list[PartialEvent] = field(default_factory=list)
     total_events: int = 0
     total_profit: int = 0
     total_loss: int = 0
 
 
-def partial_statistics(events) -> PartialStatistics:
-    events = list(events)
-    profit = sum(1 for e in events if e.action == "profit")
-    return PartialStatistics(events, len(events), profit, len(events) - profit)
+def partial_statistics(events: Iterable[PartialEvent]) -> PartialStatistics:
+    rows = list(events)
+    profit = sum(1 for e in rows if e.action == "profit")
+    return PartialStatistics(rows, len(rows), profit, len(rows) - profit)
 
 
 def partial_columns() -> list[Column]:
@@ -40,7 +41,7 @@ def partial_columns() -> list[Column]:
 
 
 async def render_partial_report(symbol: str, strategy_name: str, stats: PartialStatistics,
-                                columns: Optional[Sequence[Column]] = None) -> str:
+                                columns: Sequence[Column] | None = None) -> str:
     title = f"# Partial Profit/Loss Report: {symbol}:{strategy_name}"
     if not stats.total_events:
         return f"{title}\n\nNo partial profit/loss events recorded yet."
@@ -49,15 +50,16 @@ async def render_partial_report(symbol: str, strategy_name: str, stats: PartialS
                         f"**Profit events:** {stats.total_profit}", f"**Loss events:** {stats.total_loss}"])
 
 
-class PartialUtils(InstanceReport):
+class PartialUtils(InstanceReport[PartialStatistics]):
     """`bk.Partial`: partial profit / loss levels reached for a symbol and strategy."""
 
     title, folder, per_symbol = "Partial", "partial", True
 
-    def compute(self, run: Optional[Run], symbol: str, strategy_name: str) -> PartialStatistics:
+    def compute(self, run: Run | None, symbol: str, strategy_name: str) -> PartialStatistics:
         return partial_statistics(run.partials if run is not None else [])
 
-    async def render(self, symbol, strategy_name, stats, columns) -> str:
+    async def render(self, symbol: str, strategy_name: str, stats: PartialStatistics,
+                     columns: Sequence[Column] | None) -> str:
         return await render_partial_report(symbol, strategy_name, stats, columns)
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence
 
 from .._engine.runs import Run
+from ..events import PerformanceEvent
 from .source import InstanceReport
 from .table import Column, render_table, to_fixed
 
@@ -35,8 +36,8 @@ class PerformanceStatistics:
     strategy_name: str
     total_events: int = 0
     total_duration: float = 0.0
-    metric_stats: dict = field(default_factory=dict)  # metric_type -> MetricStats, first-seen order
-    events: list = field(default_factory=list)
+    metric_stats: dict[str, MetricStats] = field(default_factory=dict)  # metric_type -> stats, first-seen order
+    events: list[PerformanceEvent] = field(default_factory=list)
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:
@@ -46,7 +47,7 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
     return sorted_values[max(0, math.ceil(len(sorted_values) * p / 100) - 1)]
 
 
-def metric_stats(metric_type: str, events: Sequence[Any]) -> MetricStats:
+def metric_stats(metric_type: str, events: Sequence[PerformanceEvent]) -> MetricStats:
     """MetricStats of the samples of one metric type."""
     d = sorted(e.duration for e in events)
     n = len(d)
@@ -61,15 +62,15 @@ def metric_stats(metric_type: str, events: Sequence[Any]) -> MetricStats:
         sum(waits) / len(waits) if waits else 0.0, waits[0] if waits else 0.0, waits[-1] if waits else 0.0)
 
 
-def performance_statistics(strategy_name: str, events: Iterable[Any]) -> PerformanceStatistics:
+def performance_statistics(strategy_name: str, events: Iterable[PerformanceEvent]) -> PerformanceStatistics:
     """PerformanceStatistics of PerformanceEvent samples (kept in the given order)."""
-    events = list(events)
-    groups: dict[str, list] = {}
-    for e in events:
+    samples = list(events)
+    groups: dict[str, list[PerformanceEvent]] = {}
+    for e in samples:
         groups.setdefault(e.metric_type, []).append(e)
     return PerformanceStatistics(
-        strategy_name, len(events), sum(e.duration for e in events),
-        {k: metric_stats(k, v) for k, v in groups.items()}, events)
+        strategy_name, len(samples), sum(e.duration for e in samples),
+        {k: metric_stats(k, v) for k, v in groups.items()}, samples)
 
 
 def _ms(key: str, label: str) -> Column:
@@ -100,7 +101,7 @@ NOTE = ("**Note:** All durations are in milliseconds. P95/P99 are the 95th and 9
 
 
 async def render_performance_report(stats: PerformanceStatistics,
-                                    columns: Optional[Sequence[Column]] = None) -> str:
+                                    columns: Sequence[Column] | None = None) -> str:
     """Markdown report: totals, time distribution, detailed metrics table and a note."""
     title = f"# Performance Report: {stats.strategy_name}"
     if not stats.total_events:
@@ -120,15 +121,16 @@ async def render_performance_report(stats: PerformanceStatistics,
         "## Detailed Metrics"] + ([table] if table else []) + [NOTE])
 
 
-class PerformanceUtils(InstanceReport):
+class PerformanceUtils(InstanceReport[PerformanceStatistics]):
     """`bk.Performance`: timing statistics of the last run of a symbol and strategy."""
 
     title, folder = "Performance", "performance"
 
-    def compute(self, run: Optional[Run], symbol: str, strategy_name: str) -> PerformanceStatistics:
+    def compute(self, run: Run | None, symbol: str, strategy_name: str) -> PerformanceStatistics:
         return performance_statistics(strategy_name, run.perf if run is not None else [])
 
-    async def render(self, symbol, strategy_name, stats, columns) -> str:
+    async def render(self, symbol: str, strategy_name: str, stats: PerformanceStatistics,
+                     columns: Sequence[Column] | None) -> str:
         return await render_performance_report(stats, columns)
 
 

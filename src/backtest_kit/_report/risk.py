@@ -3,28 +3,29 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
 from .._config import cfg
-from .._signal import plain_note
 from .._engine.runs import Run
+from .._signal import plain_note
+from ..events import RiskEvent
 from .source import InstanceReport
 from .table import Column, fmt_price, fmt_time, render_table
 
 
 @dataclass(slots=True)
 class RiskStatistics:
-    event_list: list = field(default_factory=list)
+    event_list: list[RiskEvent] = field(default_factory=list)
     total_rejections: int = 0
-    by_symbol: dict = field(default_factory=dict)
-    by_strategy: dict = field(default_factory=dict)
+    by_symbol: dict[str, int] = field(default_factory=dict)
+    by_strategy: dict[str, int] = field(default_factory=dict)
 
 
-def risk_statistics(events) -> RiskStatistics:
-    events = list(events)
-    return RiskStatistics(events, len(events), dict(Counter(e.symbol for e in events)),
-                          dict(Counter(e.strategy_name for e in events)))
+def risk_statistics(events: Iterable[RiskEvent]) -> RiskStatistics:
+    rows = list(events)
+    return RiskStatistics(rows, len(rows), dict(Counter(e.symbol for e in rows)),
+                          dict(Counter(e.strategy_name for e in rows)))
 
 
 def risk_columns() -> list[Column]:
@@ -48,7 +49,7 @@ def risk_columns() -> list[Column]:
 
 
 async def render_risk_report(symbol: str, strategy_name: str, stats: RiskStatistics,
-                             columns: Optional[Sequence[Column]] = None) -> str:
+                             columns: Sequence[Column] | None = None) -> str:
     title = f"# Risk Rejection Report: {symbol}:{strategy_name}"
     if not stats.total_rejections:
         return f"{title}\n\nNo risk rejections recorded yet."
@@ -59,15 +60,16 @@ async def render_risk_report(symbol: str, strategy_name: str, stats: RiskStatist
     return "\n\n".join(p for p in parts if p)
 
 
-class RiskUtils(InstanceReport):
+class RiskUtils(InstanceReport[RiskStatistics]):
     """`bk.Risk`: signals refused by risk profiles for a symbol and strategy."""
 
     title, folder, per_symbol = "Risk", "risk", True
 
-    def compute(self, run: Optional[Run], symbol: str, strategy_name: str) -> RiskStatistics:
+    def compute(self, run: Run | None, symbol: str, strategy_name: str) -> RiskStatistics:
         return risk_statistics(run.rejections if run is not None else [])
 
-    async def render(self, symbol, strategy_name, stats, columns) -> str:
+    async def render(self, symbol: str, strategy_name: str, stats: RiskStatistics,
+                     columns: Sequence[Column] | None) -> str:
         return await render_risk_report(symbol, strategy_name, stats, columns)
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence
 
 from .._config import cfg
-from ..events import SignalRow
-from .._signal import plain_note
 from .._engine.runs import Run
+from .._signal import plain_note
+from ..events import CancelledResult, OpenedResult, ScheduledResult, SignalRow, TickResult
 from .source import InstanceReport
 from .table import Column, fmt_num, fmt_price, fmt_time, js_round, render_table
+
 
 @dataclass(slots=True)
 class ScheduledEvent:
@@ -26,52 +27,52 @@ class ScheduledEvent:
     price_open: float
     price_take_profit: float
     price_stop_loss: float
-    duration: Optional[int] = None  # whole minutes since scheduled_at (opened / cancelled)
-    signal: Optional[SignalRow] = None
+    duration: int | None = None  # whole minutes since scheduled_at (opened / cancelled)
+    signal: SignalRow | None = None
 
 
 @dataclass(slots=True)
 class ScheduleStatistics:
-    event_list: list = field(default_factory=list)
+    event_list: list[ScheduledEvent] = field(default_factory=list)
     total_events: int = 0
     total_scheduled: int = 0
     total_opened: int = 0
     total_cancelled: int = 0
-    cancellation_rate: Optional[float] = None
-    activation_rate: Optional[float] = None
-    avg_wait_time: Optional[float] = None
-    avg_activation_time: Optional[float] = None
+    cancellation_rate: float | None = None
+    activation_rate: float | None = None
+    avg_wait_time: float | None = None
+    avg_activation_time: float | None = None
 
 
-def _event(r: Any, action: str, timestamp: int, duration: Optional[int]) -> ScheduledEvent:
+def _event(r: ScheduledResult | OpenedResult | CancelledResult, action: str, timestamp: int,
+           duration: int | None) -> ScheduledEvent:
     s = r.signal
     return ScheduledEvent(timestamp, action, s.symbol, s.id, s.position, s.note, r.current_price,
                           s.price_open, s.price_take_profit, s.price_stop_loss, duration, s)
 
 
-def schedule_events(results: Iterable[Any]) -> list[ScheduledEvent]:
+def schedule_events(results: Iterable[TickResult]) -> list[ScheduledEvent]:
     """Schedule rows of tick results in emission order; `opened` only for signals scheduled before."""
     out: list[ScheduledEvent] = []
     scheduled: set[str] = set()
     for r in results:
-        action = r.action
-        if action == "scheduled":
+        if r.action == "scheduled":
             scheduled.add(r.signal.id)
-            out.append(_event(r, action, r.signal.scheduled_at, None))
-        elif action == "opened" and r.signal.id in scheduled:
+            out.append(_event(r, r.action, r.signal.scheduled_at, None))
+        elif r.action == "opened" and r.signal.id in scheduled:
             s = r.signal
-            out.append(_event(r, action, s.pending_at, js_round((s.pending_at - s.scheduled_at) / 60_000)))
-        elif action == "cancelled":
+            out.append(_event(r, r.action, s.pending_at, js_round((s.pending_at - s.scheduled_at) / 60_000)))
+        elif r.action == "cancelled":
             ts = r.close_timestamp
-            out.append(_event(r, action, ts, js_round((ts - r.signal.scheduled_at) / 60_000)))
+            out.append(_event(r, r.action, ts, js_round((ts - r.signal.scheduled_at) / 60_000)))
     return out
 
 
-def _mean(xs: Sequence[float]) -> Optional[float]:
+def _mean(xs: Sequence[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-def schedule_statistics(results: Iterable[Any]) -> ScheduleStatistics:
+def schedule_statistics(results: Iterable[TickResult]) -> ScheduleStatistics:
     """ScheduleStatistics of tick results (any actions; the irrelevant ones are skipped)."""
     events = schedule_events(results)
     by = {a: [e for e in events if e.action == a] for a in ("scheduled", "opened", "cancelled")}
@@ -81,8 +82,9 @@ def schedule_statistics(results: Iterable[Any]) -> ScheduleStatistics:
         total_cancelled=n_c,
         cancellation_rate=n_c / n_s * 100 if n_s else None,
         activation_rate=n_o / n_s * 100 if n_s else None,
-        avg_wait_time=_mean([e.duration for e in by["cancelled"]]),
-        avg_activation_time=_mean([e.duration for e in by["opened"]]),
+        # opened and cancelled rows always carry a duration; only scheduled rows have None
+        avg_wait_time=_mean([e.duration for e in by["cancelled"] if e.duration is not None]),
+        avg_activation_time=_mean([e.duration for e in by["opened"] if e.duration is not None]),
     )
 
 
@@ -104,16 +106,16 @@ def schedule_columns() -> list[Column]:
     ]
 
 
-def _rate(x: Optional[float], hint: str) -> str:
+def _rate(x: float | None, hint: str) -> str:
     return "N/A" if x is None else f"{fmt_num(x, 2)}% ({hint} is better)"
 
 
-def _minutes(x: Optional[float]) -> str:
+def _minutes(x: float | None) -> str:
     return "N/A" if x is None else f"{fmt_num(x, 2)} minutes"
 
 
 async def render_schedule_report(strategy_name: str, stats: ScheduleStatistics,
-                                 columns: Optional[Sequence[Column]] = None) -> str:
+                                 columns: Sequence[Column] | None = None) -> str:
     """Markdown report: title, event table and the schedule totals."""
     title = f"# Scheduled Signals Report: {strategy_name}"
     if not stats.total_events:
@@ -131,15 +133,16 @@ async def render_schedule_report(strategy_name: str, stats: ScheduleStatistics,
     ])
 
 
-class ScheduleUtils(InstanceReport):
+class ScheduleUtils(InstanceReport[ScheduleStatistics]):
     """`bk.Schedule`: scheduled / activated / cancelled limit orders of a symbol and strategy."""
 
     title, folder = "Schedule", "schedule"
 
-    def compute(self, run: Optional[Run], symbol: str, strategy_name: str) -> ScheduleStatistics:
+    def compute(self, run: Run | None, symbol: str, strategy_name: str) -> ScheduleStatistics:
         return schedule_statistics(run.events if run is not None else [])
 
-    async def render(self, symbol, strategy_name, stats, columns) -> str:
+    async def render(self, symbol: str, strategy_name: str, stats: ScheduleStatistics,
+                     columns: Sequence[Column] | None) -> str:
         return await render_schedule_report(strategy_name, stats, columns)
 
 

@@ -4,7 +4,8 @@ get_data / get_report / dump surface shared by the per-(symbol, strategy) report
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable, Optional, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Generic, TypeVar
 
 from .. import _registry as registry
 from .._engine.runs import Run, mode_of, runs
@@ -12,6 +13,7 @@ from .backtest import write_report
 from .table import Column
 
 RunSource = Callable[[bool], Iterable[Run]]
+S = TypeVar("S")  # the statistics a report computes
 
 
 def default_runs(backtest: bool) -> list[Run]:
@@ -19,19 +21,19 @@ def default_runs(backtest: bool) -> list[Run]:
     return runs.all(mode_of(backtest))
 
 
-def find_run(source: RunSource, backtest: bool, symbol: str, strategy_name: str) -> Optional[Run]:
+def find_run(source: RunSource, backtest: bool, symbol: str, strategy_name: str) -> Run | None:
     """The run of (symbol, strategy_name) in that mode, or None when it never ran."""
     return next((r for r in source(backtest) if r.symbol == symbol and r.strategy_name == strategy_name), None)
 
 
-def report_path(path: Optional[str], kind: str, name: str) -> str:
+def report_path(path: str | None, kind: str, name: str) -> str:
     """`path` as a directory (default ./dump/<kind>) holding <name>.md, or a .md file path."""
     if path is None:
         path = os.path.join(".", "dump", kind)
     return path if path.endswith(".md") else os.path.join(path, f"{name}.md")
 
 
-class InstanceReport:
+class InstanceReport(Generic[S]):
     """A report over the last run of one (symbol, strategy): subclasses say what to compute
     from the run and how to render it."""
 
@@ -39,32 +41,35 @@ class InstanceReport:
     folder = ""         # default dump folder under ./dump
     per_symbol = False  # file named <symbol>_<strategy>.md instead of <strategy>.md
 
-    def __init__(self, source: RunSource = default_runs):
+    def __init__(self, source: RunSource = default_runs) -> None:
         self._source = source
 
-    def compute(self, run: Optional[Run], symbol: str, strategy_name: str) -> Any:
+    def __repr__(self) -> str:
+        return f"<backtest_kit.{self.title}>"
+
+    def compute(self, run: Run | None, symbol: str, strategy_name: str) -> S:
         raise NotImplementedError
 
-    async def render(self, symbol: str, strategy_name: str, stats: Any,
-                     columns: Optional[Sequence[Column]]) -> str:
+    async def render(self, symbol: str, strategy_name: str, stats: S,
+                     columns: Sequence[Column] | None) -> str:
         raise NotImplementedError
 
-    def _stats(self, symbol: str, strategy_name: str, backtest: bool, method: str) -> Any:
+    def _stats(self, symbol: str, strategy_name: str, backtest: bool, method: str) -> S:
         registry.validate_strategy_refs(strategy_name, f"{self.title}.{method}")
         return self.compute(find_run(self._source, backtest, symbol, strategy_name), symbol, strategy_name)
 
-    async def get_data(self, symbol: str, strategy_name: str, backtest: bool = True) -> Any:
+    async def get_data(self, symbol: str, strategy_name: str, backtest: bool = True) -> S:
         """Statistics of the last run of (symbol, strategy_name); empty when it never ran."""
         return self._stats(symbol, strategy_name, backtest, "get_data")
 
     async def get_report(self, symbol: str, strategy_name: str, backtest: bool = True,
-                         columns: Optional[Sequence[Column]] = None) -> str:
+                         columns: Sequence[Column] | None = None) -> str:
         """The markdown report."""
         return await self.render(symbol, strategy_name, self._stats(symbol, strategy_name, backtest, "get_report"),
                                  columns)
 
-    async def dump(self, symbol: str, strategy_name: str, backtest: bool = True, path: Optional[str] = None,
-                   columns: Optional[Sequence[Column]] = None) -> str:
+    async def dump(self, symbol: str, strategy_name: str, backtest: bool = True, path: str | None = None,
+                   columns: Sequence[Column] | None = None) -> str:
         """Write the report (default ./dump/<folder>/); returns the absolute path."""
         stats = self._stats(symbol, strategy_name, backtest, "dump")
         text = await self.render(symbol, strategy_name, stats, columns)

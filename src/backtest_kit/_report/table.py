@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, TypeGuard
 
 from .._time import iso
 
@@ -73,7 +74,8 @@ async def render_table(rows: Iterable[Any], columns: Sequence[Column]) -> str:
     return "\n".join(lines)
 
 
-def _usable(x: Any) -> bool:
+def _usable(x: object) -> TypeGuard[float]:
+    """A finite int or float (not bool)."""
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
@@ -84,24 +86,24 @@ def to_fixed(x: float, digits: int) -> str:
     return f"{Decimal(x).quantize(Decimal(1).scaleb(-digits), ROUND_HALF_UP, _CTX):f}"
 
 
-def fmt_num(x: Optional[float], digits: int) -> str:
+def fmt_num(x: float | None, digits: int) -> str:
     """Fixed-point text, or "N/A" for None / non-finite."""
     return to_fixed(x, digits) if _usable(x) else "N/A"
 
 
-def fmt_price(x: Optional[float]) -> str:
+def fmt_price(x: float | None) -> str:
     """A price as "123.45000000 USD", or "N/A"."""
     return f"{to_fixed(x, 8)} USD" if _usable(x) else "N/A"
 
 
-def fmt_pct(x: Optional[float], digits: int = 2) -> str:
+def fmt_pct(x: float | None, digits: int = 2) -> str:
     """A signed percentage: "+1.23%", "-1.23%", "0.00%", or "N/A"."""
     if not _usable(x):
         return "N/A"
     return f"{'+' if x > 0 else ''}{to_fixed(x, digits)}%"
 
 
-def fmt_time(ms: Optional[int]) -> str:
+def fmt_time(ms: int | None) -> str:
     """Epoch milliseconds as an ISO-8601 UTC string, or "N/A"."""
     return "N/A" if ms is None else iso(int(ms))
 

@@ -3,12 +3,13 @@ closed trades of every strategy."""
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Iterable, Sequence
 
+from ..events import StrategyResult, WalkerStatistics
 from .table import Column, fmt_num, fmt_pct, fmt_time, render_table
 
 
-def walker_strategy_columns(best: Optional[str] = None) -> list[Column]:
+def walker_strategy_columns(best: str | None = None) -> list[Column]:
     """Default columns of the comparison table (rows are (rank, StrategyResult))."""
     return [
         Column("rank", "Rank", lambda r: str(r[0])),
@@ -37,18 +38,18 @@ def walker_pnl_columns() -> list[Column]:
     ]
 
 
-def _unit(x, digits: int, unit: str) -> str:
+def _unit(x: float | None, digits: int, unit: str) -> str:
     text = fmt_num(x, digits)
     return text if text == "N/A" else text + unit
 
 
-def ranked(results) -> list:
+def ranked(results: Iterable[StrategyResult]) -> list[StrategyResult]:
     """Strategy results by metric, best first; undefined metrics last; ties keep schema order."""
     return sorted(results, key=lambda r: (r.metric_value is None, -(r.metric_value or 0.0)))
 
 
-async def render_walker_report(data, strategy_columns: Optional[Sequence[Column]] = None,
-                               pnl_columns: Optional[Sequence[Column]] = None) -> str:
+async def render_walker_report(data: WalkerStatistics, strategy_columns: Sequence[Column] | None = None,
+                               pnl_columns: Sequence[Column] | None = None) -> str:
     """Markdown report of a WalkerStatistics."""
     order = ranked(data.strategy_results)
     parts = [

@@ -6,25 +6,36 @@ rows are `[timestamp, open, high, low, close, volume]`, exactly the engine's can
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypedDict
 
-from .._time import to_ms
 from .._exchange import maybe_await
 from .._registry import add_exchange
+from .._time import to_ms
 
 
-def ccxt_adapter(exchange: Any) -> dict:
+class CcxtFunctions(TypedDict):
+    """What ccxt_adapter returns: add_exchange's functions over one ccxt exchange object."""
+
+    get_candles: Callable[[str, str, datetime | int, int], Awaitable[list[list[float]]]]
+    format_price: Callable[[str, float], Awaitable[str]]
+    format_quantity: Callable[[str, float], Awaitable[str]]
+
+
+def ccxt_adapter(exchange: Any) -> CcxtFunctions:
     """get_candles / format_price / format_quantity functions over a ccxt exchange object."""
-    markets_loaded = []
+    markets_loaded: list[bool] = []
 
     async def ensure_markets() -> None:
         if not markets_loaded:
             await maybe_await(exchange.load_markets())
             markets_loaded.append(True)
 
-    async def get_candles(symbol: str, interval: str, since, limit: int):
+    async def get_candles(symbol: str, interval: str, since: datetime | int, limit: int) -> list[list[float]]:
         # ccxt caps `limit` per request on most venues; the engine asks again for the rest.
-        return await maybe_await(exchange.fetch_ohlcv(symbol, interval, to_ms(since), limit))
+        rows: list[list[float]] = await maybe_await(exchange.fetch_ohlcv(symbol, interval, to_ms(since), limit))
+        return rows
 
     async def format_price(symbol: str, price: float) -> str:
         await ensure_markets()
