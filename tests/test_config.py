@@ -25,6 +25,7 @@ EXPECTED_DEFAULTS = {
     "CC_GET_CANDLES_MIN_CANDLES_FOR_MEDIAN": 5,
     "CC_REPORT_SHOW_SIGNAL_NOTE": False,
     "CC_TICK_TTL_MS": 60001,
+    "CC_INTRABAR_POLICY": "take_profit",
 }
 
 
@@ -151,3 +152,14 @@ def test_default_config_unaffected_by_set_config_and_reset_restores():
     assert get_default_config() == EXPECTED_DEFAULTS
     cfg.clear()
     assert get_config() == EXPECTED_DEFAULTS
+
+
+def test_intrabar_policy_takes_only_its_three_values():
+    set_config(CC_INTRABAR_POLICY="open_distance")
+    assert cfg.CC_INTRABAR_POLICY == "open_distance"
+    with pytest.raises(ConfigError, match="CC_INTRABAR_POLICY must be one of 'take_profit', 'stop_loss', "
+                                          "'open_distance', got 'pessimistic'"):
+        set_config(CC_INTRABAR_POLICY="pessimistic")
+    with pytest.raises(ConfigError, match="CC_INTRABAR_POLICY"):
+        set_config(CC_INTRABAR_POLICY=1)
+    assert cfg.CC_INTRABAR_POLICY == "open_distance"

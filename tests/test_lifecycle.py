@@ -711,3 +711,33 @@ def test_on_idle_and_on_tick_callbacks_see_every_frame(kit):
     assert kit.calls == [0, 15, 30]
     assert len(idle) == 31 and set(idle) == {(SYMBOL, 100, True)}
     assert ticks == ["idle"] * 31
+
+
+# --- same-candle TP and SL: CC_INTRABAR_POLICY ----------------------------------------------------
+
+@pytest.mark.parametrize("policy, candle_open, reason", [
+    ("take_profit", 99.0, "take_profit"),    # 1.5.27: TP wins whatever the candle did
+    ("stop_loss", 101.0, "stop_loss"),       # pessimistic
+    ("open_distance", 101.0, "take_profit"),  # open 101: TP 102 is 1 away, SL 98 is 3 away
+    ("open_distance", 99.0, "stop_loss"),     # open 99: SL 98 is 1 away, TP 102 is 3 away
+])
+def test_intrabar_policy_decides_a_candle_that_reaches_both_levels(kit, policy, candle_open, reason):
+    bk.set_config(CC_INTRABAR_POLICY=policy)
+    kit.flat(-10, 100).candle(7, o=candle_open, h=103, l=97)
+    kit.setup(frame=(0, 60), signals={0: long_signal(tp=102, sl=98)})
+    (r,) = kit.run()
+    assert (r.close_reason, r.close_timestamp, r.ambiguous_exit) == (reason, ms(7), True)
+    assert r.current_price == (102 if reason == "take_profit" else 98)
+    stats = kit.stats()
+    assert stats.ambiguous_exit_count == 1
+    report = asyncio.run(bk.Backtest.get_report(SYMBOL, kit.strategy_name))
+    assert f"**Ambiguous exits:** 1 (exit candle reached both TP and SL; CC_INTRABAR_POLICY={policy})" in report
+
+
+def test_a_candle_reaching_one_level_is_not_ambiguous(kit):
+    bk.set_config(CC_INTRABAR_POLICY="stop_loss")
+    kit.flat(-10, 100).candle(7, h=103)
+    kit.setup(frame=(0, 60), signals={0: long_signal(tp=102, sl=98)})
+    (r,) = kit.run()
+    assert (r.close_reason, r.ambiguous_exit) == ("take_profit", False)
+    assert kit.stats().ambiguous_exit_count == 0

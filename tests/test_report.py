@@ -217,6 +217,7 @@ def test_report_summary_three_trades():
         "**Max Drawdown:** 0.50% (lower is better)",
         "**Profit Factor:** 6.000 (higher is better)",
         "**Average Duration:** 60.0 min",
+        "**Ambiguous exits:** 0 (exit candle reached both TP and SL; CC_INTRABAR_POLICY=take_profit)",
     ])
 
 

@@ -28,9 +28,12 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "CC_GET_CANDLES_MIN_CANDLES_FOR_MEDIAN": 5,
     "CC_REPORT_SHOW_SIGNAL_NOTE": False,
     "CC_TICK_TTL_MS": 60001,
+    "CC_INTRABAR_POLICY": "take_profit",
 })
 
 _BOOL_KEYS = frozenset({"CC_REPORT_SHOW_SIGNAL_NOTE"})
+# Which level wins when one candle reaches both take-profit and stop-loss.
+_CHOICE_KEYS: Mapping[str, tuple[str, ...]] = {"CC_INTRABAR_POLICY": ("take_profit", "stop_loss", "open_distance")}
 _INT_KEYS = frozenset({
     "CC_SCHEDULE_AWAIT_MINUTES", "CC_AVG_PRICE_CANDLES_COUNT", "CC_MAX_SIGNAL_LIFETIME_MINUTES",
     "CC_MAX_SIGNAL_GENERATION_SECONDS", "CC_GET_CANDLES_RETRY_COUNT", "CC_GET_CANDLES_RETRY_DELAY_MS",
@@ -65,6 +68,7 @@ class Config:
     CC_GET_CANDLES_MIN_CANDLES_FOR_MEDIAN: int
     CC_REPORT_SHOW_SIGNAL_NOTE: bool
     CC_TICK_TTL_MS: int
+    CC_INTRABAR_POLICY: str
 
     def __init__(self) -> None:
         self.apply(DEFAULTS)
@@ -101,6 +105,10 @@ def is_real(value: object) -> TypeGuard[float]:
 
 def _check(key: str, value: Any) -> tuple[Any, str | None]:
     """Return (normalised value, None) or (None, error text) for one override."""
+    if key in _CHOICE_KEYS:
+        if isinstance(value, str) and value in _CHOICE_KEYS[key]:
+            return value, None
+        return None, f"{key} must be one of {', '.join(map(repr, _CHOICE_KEYS[key]))}, got {value!r}"
     if key in _BOOL_KEYS:
         if isinstance(value, bool):
             return value, None

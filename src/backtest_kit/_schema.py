@@ -28,7 +28,7 @@ CALLBACK_NAMES: Mapping[str, frozenset[str]] = {
 WALKER_METRICS = (
     "total_signals", "win_count", "loss_count", "win_rate", "avg_pnl", "total_pnl", "std_dev",
     "sharpe_ratio", "annualized_sharpe_ratio", "certainty_ratio", "expected_yearly_returns",
-    "max_drawdown", "profit_factor", "avg_duration_minutes",
+    "max_drawdown", "profit_factor", "avg_duration_minutes", "ambiguous_exit_count",
 )
 
 SIZING_METHODS = ("fixed-percentage", "kelly-criterion", "atr-based")

@@ -118,6 +118,7 @@ class ClosedResult(_Result):
     close_reason: CloseReason
     close_timestamp: int
     pnl: PnL
+    ambiguous_exit: bool = False  # the exit candle reached both TP and SL (CC_INTRABAR_POLICY decided)
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)

@@ -81,13 +81,14 @@ class Machine:
         await self.sink.apply(result)
         return result
 
-    async def close(self, reason: str, price: float, when: int) -> ClosedResult:
+    async def close(self, reason: str, price: float, when: int, ambiguous: bool = False) -> ClosedResult:
         row = self.pending
         assert row is not None
         self._partial.pop(row.id, None)
         self.pending = None
         result = ClosedResult(**self._base(price, row), close_reason=reason,  # type: ignore[arg-type]
-                              close_timestamp=when, pnl=compute_pnl(row.position, row.price_open, price))
+                              close_timestamp=when, pnl=compute_pnl(row.position, row.price_open, price),
+                              ambiguous_exit=ambiguous)
         await self.sink.apply(result)
         return result
 

@@ -120,6 +120,21 @@ async def _scan_open(state: Machine, row: SignalRow, c: Candles, v: np.ndarray, 
     when = int(c.timestamp[k])
     if expired[i]:
         return await state.close("time_expired", price_at(v, c, k), when)
-    if tp[i]:  # TP wins when one candle reaches both
+    if tp[i] and sl[i]:  # one candle reached both: the policy decides, and the trade is marked
+        if _take_profit_first(float(c.open[k]), row):
+            return await state.close("take_profit", row.price_take_profit, when, ambiguous=True)
+        return await state.close("stop_loss", row.price_stop_loss, when, ambiguous=True)
+    if tp[i]:
         return await state.close("take_profit", row.price_take_profit, when)
     return await state.close("stop_loss", row.price_stop_loss, when)
+
+
+def _take_profit_first(candle_open: float, row: SignalRow) -> bool:
+    """CC_INTRABAR_POLICY: "take_profit" (1.5.27), "stop_loss" (pessimistic), or "open_distance"
+    (the level nearer the candle's open was reached first; a tie goes to the stop-loss)."""
+    policy = cfg.CC_INTRABAR_POLICY
+    if policy == "take_profit":
+        return True
+    if policy == "stop_loss":
+        return False
+    return abs(row.price_take_profit - candle_open) < abs(candle_open - row.price_stop_loss)

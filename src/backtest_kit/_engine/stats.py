@@ -29,11 +29,7 @@ class BacktestStatistics:
     max_drawdown: float | None = None
     profit_factor: float | None = None
     avg_duration_minutes: float | None = None
-
-
-NUMERIC_FIELDS = ("total_signals", "win_count", "loss_count", "win_rate", "avg_pnl", "total_pnl",
-                  "std_dev", "sharpe_ratio", "annualized_sharpe_ratio", "certainty_ratio",
-                  "expected_yearly_returns", "max_drawdown", "profit_factor", "avg_duration_minutes")
+    ambiguous_exit_count: int = 0  # trades whose exit candle reached both TP and SL
 
 
 def _safe(x: float | None) -> float | None:
@@ -96,6 +92,7 @@ def backtest_statistics(closed: Sequence[ClosedResult]) -> BacktestStatistics:
         max_drawdown=_safe(drawdown),
         profit_factor=_safe(gross_win / gross_loss) if gross_loss > 0 else None,
         avg_duration_minutes=_safe(_mean(durations) / 60_000),
+        ambiguous_exit_count=sum(1 for t in trades if t.ambiguous_exit),
     )
 
 

@@ -68,6 +68,8 @@ def summary_lines(s: BacktestStatistics) -> list[str]:
         f"**Max Drawdown:** {_better(_unit(s.max_drawdown, 2, '%'), 'lower')}",
         f"**Profit Factor:** {_better(fmt_num(s.profit_factor, 3), 'higher')}",
         f"**Average Duration:** {_unit(s.avg_duration_minutes, 1, ' min')}",
+        f"**Ambiguous exits:** {s.ambiguous_exit_count} (exit candle reached both TP and SL; "
+        f"CC_INTRABAR_POLICY={cfg.CC_INTRABAR_POLICY})",
     ]
 
 
