@@ -741,3 +741,88 @@ def test_a_candle_reaching_one_level_is_not_ambiguous(kit):
     (r,) = kit.run()
     assert (r.close_reason, r.ambiguous_exit) == ("take_profit", False)
     assert kit.stats().ambiguous_exit_count == 0
+
+
+# --- stop entries (breakouts) ---------------------------------------------------------------------
+
+STOP_LONG = dict(tp=104, sl=99, minutes=30, price_open=101, order_type="stop")
+STOP_SHORT = dict(tp=96, sl=101, minutes=30, price_open=99, order_type="stop")
+
+
+def test_long_stop_waits_below_its_trigger_and_fills_at_price_open(kit):
+    kit.flat(-10, 100).candle(5, h=101.5).flat(6, 100, price=101.2).candle(9, h=104.5)
+    kit.setup(frame=(0, 60), signals={0: long_signal(**STOP_LONG)})
+    events = listen()
+    (r,) = kit.run()
+    assert [e.action for e in events][:2] == ["scheduled", "opened"]
+    assert (r.signal.price_open, r.signal.pending_at, r.signal.scheduled_at) == (101, ms(5), ms(0))
+    assert (r.close_reason, r.close_timestamp) == ("take_profit", ms(9))
+    assert r.pnl.pnl_percentage == approx(pnl_long(101, 104))
+
+
+def test_long_stop_gapping_through_its_trigger_fills_at_the_candle_open(kit):
+    kit.flat(-10, 100).candle(5, o=102, h=102.5, l=101.8, c=102).flat(6, 100, price=102).candle(9, h=104.5)
+    kit.setup(frame=(0, 60), signals={0: long_signal(**STOP_LONG)})
+    (r,) = kit.run()
+    assert (r.signal.price_open, r.signal.pending_at) == (102, ms(5))
+    assert r.pnl.pnl_percentage == approx(pnl_long(102, 104))
+
+
+def test_short_stop_fills_when_the_price_falls_to_it(kit):
+    kit.flat(-10, 100).candle(4, l=98.5).flat(5, 100, price=98.8).candle(8, l=95.5)
+    kit.setup(frame=(0, 60), signals={0: short_signal(**STOP_SHORT)})
+    (r,) = kit.run()
+    assert (r.signal.price_open, r.signal.pending_at) == (99, ms(4))
+    assert (r.close_reason, r.close_timestamp) == ("take_profit", ms(8))
+
+
+def test_stop_is_cancelled_when_the_stop_loss_comes_first(kit):
+    kit.flat(-10, 100).candle(3, l=98.5).candle(6, h=102)
+    kit.setup(frame=(0, 60), signals={0: long_signal(**STOP_LONG)})
+    (r,) = kit.run()
+    assert (r.action, r.close_timestamp) == ("cancelled", ms(3))
+
+
+def test_stop_that_never_triggers_is_cancelled_at_the_schedule_timeout(kit):
+    bk.set_config(CC_SCHEDULE_AWAIT_MINUTES=20)
+    kit.flat(-10, 100)
+    kit.setup(frame=(0, 60), signals={0: long_signal(**STOP_LONG)})
+    (r,) = kit.run()
+    assert (r.action, r.close_timestamp) == ("cancelled", ms(20))
+
+
+def test_stop_already_triggered_opens_at_the_current_price(kit):
+    kit.flat(-10, 100).candle(5, h=104.5)
+    kit.setup(frame=(0, 60), signals={0: long_signal(tp=104, sl=98, price_open=99.5, order_type="stop")})
+    (r,) = kit.run()
+    assert (r.signal.price_open, r.signal.pending_at, r.close_reason) == (100, ms(0), "take_profit")
+
+
+@pytest.mark.parametrize("extra", [dict(order_type="stop"), dict(order_type="market", price_open=101)])
+def test_bad_order_type_is_a_validation_error(kit, extra):
+    kit.flat(-10, 40)
+    kit.setup(frame=(0, 0), signals={0: long_signal(**extra)})
+    assert kit.run() == []
+    (err,) = kit.errors
+    assert isinstance(err, bk.ValidationError) and "order_type must be 'limit' or 'stop'" in str(err)
+
+
+def test_live_stop_fills_when_the_price_rises_through_it(tmp_path):
+    bk.use_persist_adapter(bk.FileBackend(tmp_path))
+    kit = Kit()
+    kit.flat(-10, 100).flat(5, 100, price=101.5)
+    kit.setup(frame=(0, 0), signals={0: long_signal(**STOP_LONG)})
+
+    async def main():
+        out = []
+        clock = bk.VirtualClock(ms(0), ms(12))
+        async for r in bk.Live.run(SYMBOL, strategy_name=kit.strategy_name, exchange_name=kit.exchange_name,
+                                   clock=clock):
+            out.append(r)
+        return out
+
+    (opened,) = asyncio.run(main())
+    assert opened.action == "opened" and opened.signal.price_open == 101
+    # Live still checks waiting orders on the 5-candle VWAP (D23 is not in yet): at the tick after
+    # minute 9 closed, candles 4..8 average (100 + 4 * 101.5) / 5 = 101.2 >= 101.
+    assert opened.signal.pending_at == ms(9) + 1

@@ -18,6 +18,7 @@ Position = Literal["long", "short"]
 Action = Literal["idle", "scheduled", "waiting", "opened", "active", "closed", "cancelled"]
 CloseReason = Literal["take_profit", "stop_loss", "time_expired", "end_of_data"]
 PartialAction = Literal["profit", "loss"]
+OrderType = Literal["limit", "stop"]
 Mode = Literal["backtest", "live"]
 
 
@@ -34,6 +35,7 @@ class Signal:
     price_open: float | None = None
     note: str | None = None
     id: str | None = None
+    order_type: OrderType = "limit"  # with price_open: "limit" waits for a better price, "stop" for a breakout
 
 
 @dataclass(slots=True, frozen=True)
@@ -53,6 +55,7 @@ class SignalRow:
     scheduled_at: int
     pending_at: int
     is_scheduled: bool = False
+    order_type: OrderType = "limit"
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -71,10 +71,12 @@ class Machine:
 
     # --- transitions shared by tick() and the fast path --------------------------------
 
-    async def open(self, row: SignalRow, when: int) -> OpenedResult:
-        """Make `row` the open position (a fill when it was a limit order)."""
+    async def open(self, row: SignalRow, when: int, fill_price: float | None = None) -> OpenedResult:
+        """Make `row` the open position (a fill when it was a waiting order; a stop order that
+        gapped through its trigger fills at `fill_price`)."""
         if row.is_scheduled:
-            row = dataclasses.replace(row, pending_at=when, is_scheduled=False)
+            row = dataclasses.replace(row, pending_at=when, is_scheduled=False,
+                                      price_open=row.price_open if fill_price is None else fill_price)
             self.scheduled = None
         self.pending = row
         result = OpenedResult(**self._base(row.price_open, row))
@@ -100,14 +102,14 @@ class Machine:
         await self.sink.apply(result)
         return result
 
-    async def fill(self, price: float, when: int) -> OpenedResult | CancelledResult:
+    async def fill(self, price: float, when: int, fill_price: float | None = None) -> OpenedResult | CancelledResult:
         """The waiting order's price was reached: open it, unless a risk profile refuses (then
         it is cancelled at `price`)."""
         row = self.scheduled
         assert row is not None
         if not await self.risk_ok(_as_signal(row), row.price_open, when):
             return await self.cancel(price, when)
-        return await self.open(row, when)
+        return await self.open(row, when, fill_price)
 
     async def risk_ok(self, signal: Signal, price: float, when: int) -> bool:
         """Every risk profile of the strategy allows `signal` (the first refusal wins)."""
@@ -215,7 +217,7 @@ class Machine:
             return await self._idle(price)
         if row.is_scheduled:
             long = row.position == "long"
-            if not ((price <= row.price_open) if long else (price >= row.price_open)):
+            if not triggered(row, price):
                 return await self._schedule(row, price)
             # D22: a limit order that is already marketable fills at the current price, as an
             # exchange would; one already through its stop-loss never opens.
@@ -248,7 +250,7 @@ class Machine:
         long = row.position == "long"
         if (price <= row.price_stop_loss) if long else (price >= row.price_stop_loss):
             return await self.cancel(price, when)  # D18: the stop beat the fill
-        if (price <= row.price_open) if long else (price >= row.price_open):
+        if triggered(row, price):
             return await self.fill(price, when)
         result = WaitingResult(**self._base(price, row))
         await self.sink.apply(result)
@@ -300,23 +302,37 @@ class Machine:
     def _build(self, sig: Signal, when: int, price: float) -> SignalRow:
         po = sig.price_open
         met = sig.minute_estimated_time
+        if sig.order_type not in ("limit", "stop") or (sig.order_type == "stop" and po is None):
+            raise ValidationError(f"Invalid signal for {sig.position} position:\norder_type must be 'limit' or "
+                                  f"'stop' and 'stop' needs price_open, got order_type={sig.order_type!r} "
+                                  f"price_open={po!r}")
         row = SignalRow(
             id=sig.id or new_id(), position=sig.position,  # type: ignore[arg-type]  # checked below
             price_open=price if po is None else po,
             price_take_profit=sig.price_take_profit, price_stop_loss=sig.price_stop_loss,
             minute_estimated_time=_whole(met),
             note=plain_note(sig.note), symbol=self.symbol, strategy_name=self.strategy_name,
-            exchange_name=self.exchange.name, scheduled_at=when, pending_at=when, is_scheduled=po is not None)
+            exchange_name=self.exchange.name, scheduled_at=when, pending_at=when, is_scheduled=po is not None,
+            order_type=sig.order_type)
         errors = signal_errors(row, price)
         if errors:
             raise ValidationError(validation_message(row, errors))
         return row
 
 
+def triggered(row: SignalRow, price: float) -> bool:
+    """A waiting order fills at `price`: a limit at or better than price_open, a stop once the
+    price has moved through it (a long stop when it rises to price_open)."""
+    long = row.position == "long"
+    if row.order_type == "stop":
+        return price >= row.price_open if long else price <= row.price_open
+    return price <= row.price_open if long else price >= row.price_open
+
+
 def _as_signal(row: SignalRow) -> Signal:
     return Signal(position=row.position, price_take_profit=row.price_take_profit,
                   price_stop_loss=row.price_stop_loss, minute_estimated_time=row.minute_estimated_time,
-                  price_open=row.price_open, note=row.note, id=row.id)
+                  price_open=row.price_open, note=row.note, id=row.id, order_type=row.order_type)
 
 
 def _whole(minutes: object) -> Any:

@@ -80,12 +80,12 @@ class _Wait:
 async def _scan_waiting(state: Machine, row: SignalRow, c: Candles, v: np.ndarray, k0: int) -> _Wait:
     ts = c.timestamp[k0:]
     timeout = ts - row.scheduled_at >= cfg.CC_SCHEDULE_AWAIT_MINUTES * MINUTE_MS
-    if row.position == "long":
-        stop = c.low[k0:] <= row.price_stop_loss
-        fill = c.low[k0:] <= row.price_open
+    long = row.position == "long"
+    stop = c.low[k0:] <= row.price_stop_loss if long else c.high[k0:] >= row.price_stop_loss
+    if row.order_type == "stop":  # a breakout: triggered when the price moves through price_open
+        fill = c.high[k0:] >= row.price_open if long else c.low[k0:] <= row.price_open
     else:
-        stop = c.high[k0:] >= row.price_stop_loss
-        fill = c.high[k0:] >= row.price_open
+        fill = c.low[k0:] <= row.price_open if long else c.high[k0:] >= row.price_open
     i = _first(timeout | stop | fill)
     if i < 0:
         return _Wait("waiting")
@@ -93,7 +93,7 @@ async def _scan_waiting(state: Machine, row: SignalRow, c: Candles, v: np.ndarra
     when = int(c.timestamp[k])
     if timeout[i] or stop[i]:  # the timeout, then the stop, beat a fill on the same candle
         return _Wait("cancelled", k, await state.cancel(price_at(v, c, k), when))
-    result = await state.fill(price_at(v, c, k), when)  # D5: the fill is an `opened` event
+    result = await state.fill(price_at(v, c, k), when, _fill_price(row, float(c.open[k])))  # D5: an `opened` event
     if result.action == "cancelled":
         return _Wait("cancelled", k, result)
     return _Wait("filled", k)
@@ -127,6 +127,16 @@ async def _scan_open(state: Machine, row: SignalRow, c: Candles, v: np.ndarray, 
     if tp[i]:
         return await state.close("take_profit", row.price_take_profit, when)
     return await state.close("stop_loss", row.price_stop_loss, when)
+
+
+def _fill_price(row: SignalRow, candle_open: float) -> float:
+    """A limit fills at price_open; a stop at price_open, or at the candle's open when the
+    candle opened beyond it (a gap through the trigger)."""
+    if row.order_type != "stop":
+        return row.price_open
+    if row.position == "long":
+        return max(row.price_open, candle_open)
+    return min(row.price_open, candle_open)
 
 
 def _take_profit_first(candle_open: float, row: SignalRow) -> bool:
