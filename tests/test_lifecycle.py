@@ -350,7 +350,9 @@ def test_trade_closed_tick_by_tick_is_yielded(kit):
     kit.flat(-10, -1).flat(10, 40)
     kit.setup(frame=(0, 30), signals={0: long_signal(minutes=5)})
     (r,) = kit.run()
-    assert (r.close_reason, r.close_timestamp, r.current_price) == ("time_expired", ms(11), 100)
+    # D23: the tick at 11 applies the candle rules to candle 10, the first candle at or after the
+    # expiry (minute 5), so it closes at that candle's time, as the fast path would have
+    assert (r.close_reason, r.close_timestamp, r.current_price) == ("time_expired", ms(10), 100)
     # frames 1..10 cannot be priced (no candle in [when - 1m, when))
     assert len(kit.errors) == 10
 
@@ -686,9 +688,10 @@ def test_limit_order_cancelled_tick_by_tick_is_yielded(kit):
     kit.flat(-10, -1).flat(42, 60)
     kit.setup(frame=(0, 50), signals={0: long_signal(**LIMIT_LONG)})
     (r,) = kit.run()
-    assert (r.action, r.close_timestamp, r.current_price) == ("cancelled", ms(43), 100)
+    # D23: the tick at 43 applies the candle rules to candle 42, past the 10-minute timeout
+    assert (r.action, r.close_timestamp, r.current_price) == ("cancelled", ms(42), 100)
     assert len(kit.errors) == 42  # frames 1..42 cannot be priced
-    assert kit.calls == [0] + list(range(44, 51))
+    assert kit.calls == [0] + list(range(43, 51))
 
 
 def test_fast_path_window_includes_the_candle_at_its_inclusive_end(kit):
@@ -822,7 +825,7 @@ def test_live_stop_fills_when_the_price_rises_through_it(tmp_path):
         return out
 
     (opened,) = asyncio.run(main())
-    assert opened.action == "opened" and opened.signal.price_open == 101
-    # Live still checks waiting orders on the 5-candle VWAP (D23 is not in yet): at the tick after
-    # minute 9 closed, candles 4..8 average (100 + 4 * 101.5) / 5 = 101.2 >= 101.
-    assert opened.signal.pending_at == ms(9) + 1
+    # D23: live applies the backtest's candle rules: candle 5 opened at 101.5, beyond the
+    # trigger, so the stop fills at that open, at that candle's time
+    assert opened.action == "opened" and opened.signal.price_open == 101.5
+    assert opened.signal.pending_at == ms(5)

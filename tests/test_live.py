@@ -92,9 +92,10 @@ def test_live_opens_and_closes_on_vwap_and_state_is_written_before_events():
     results = asyncio.run(run(clock))
     assert [r.action for r in results] == ["opened", "closed"]
     opened, closed = results
-    assert opened.signal.pending_at == T0 + 10 * M + 1 and opened.current_price == 100.0
+    # D23: the tick at 10:00.001 is the state at minute 10; candle 20 reaches the TP (high 101)
+    assert opened.signal.pending_at == T0 + 10 * M and opened.current_price == 100.0
     assert (closed.close_reason, closed.current_price) == ("take_profit", 101.0)
-    assert closed.close_timestamp == T0 + 25 * M + 1  # candles 20..24 all closed at 101
+    assert closed.close_timestamp == T0 + 20 * M
     assert writes == [("open", True)]
     assert ("opened", False) in seen and ("closed", True) in seen
     stats = asyncio.run(bk.Live.get_data("BTC", "s"))
@@ -158,7 +159,7 @@ def test_stop_cancels_waiting_limit_order():
         return await run(bk.VirtualClock(T0 + 10 * M + 1))
 
     results = asyncio.run(main())
-    assert [(r.action, r.close_timestamp) for r in results] == [("cancelled", T0 + 11 * M + 1)]
+    assert [(r.action, r.close_timestamp) for r in results] == [("cancelled", T0 + 11 * M)]
     saved = json.loads(Path("dump/data/live/BTC_s.json").read_text())
     assert saved["scheduled"] is None and saved["journal"][0]["action"] == "cancelled"
 

@@ -66,7 +66,7 @@ def test_portfolio_limit_rejects_the_third_concurrent_position_across_strategies
     assert ("a", "BTC") in allowed and ("b", "ETH") in allowed
     event = risk_events[0]
     assert (event.symbol, event.strategy_name, event.active_position_count, event.comment) == ("SOL", "a", 2, "max 2 positions")
-    assert event.timestamp == T0 + 10 * M + 1 and event.backtest is False  # D10: execution time
+    assert event.timestamp == T0 + 10 * M and event.backtest is False  # D10: execution time (the tick's minute)
     assert str(validation_errors[0]) == "already 2 open"
     # the live book is persisted
     saved = json.loads(Path("dump/data/risk/portfolio.json").read_text())

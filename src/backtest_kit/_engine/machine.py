@@ -15,6 +15,9 @@ import math
 from collections.abc import Coroutine, Generator
 from typing import Any
 
+import numpy as np
+
+from .._candles import Candles
 from .._config import cfg
 from .._context import ExecutionContext, enter, leave
 from .._exchange import ExchangeClient
@@ -28,6 +31,7 @@ from ..events import (
     ClosedResult,
     IdleResult,
     OpenedResult,
+    Outcome,
     PartialEvent,
     RiskCheckArgs,
     ScheduledResult,
@@ -37,6 +41,7 @@ from ..events import (
     WaitingResult,
 )
 from .pnl import compute_pnl
+from .rules import decide_exit, decide_waiting, price_at, price_at_end, window_vwap
 from .sink import Sink
 
 PARTIAL_LEVELS = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
@@ -57,6 +62,7 @@ class Machine:
         self.scheduled: SignalRow | None = None   # the resting limit order
         self.last_bucket: int | None = None
         self.cursor: int | None = None            # live: the tick in progress or last done
+        self.evaluated_to: int | None = None      # open time of the first 1m candle not yet evaluated
         self.stopped = False
         self._partial: dict[str, tuple[set[int], set[int]]] = {}
         # Returned for ticks nobody observes, instead of building and publishing one each time.
@@ -129,16 +135,10 @@ class Machine:
         """Progress of the open position toward TP / SL; each new 10 % level is an event."""
         row = self.pending
         assert row is not None
-        long = row.position == "long"
-        d = (price - row.price_open) if long else (row.price_open - price)
-        ptp = psl = 0.0
-        if d > 0:
-            ptp = min(d / ((row.price_take_profit - row.price_open) if long
-                           else (row.price_open - row.price_take_profit)) * 100, 100)
+        ptp, psl = _percents(row, price)
+        if ptp > 0:
             await self._levels(row, 0, ptp, price, when)
-        elif d < 0:
-            psl = min(-d / ((row.price_open - row.price_stop_loss) if long
-                            else (row.price_stop_loss - row.price_open)) * 100, 100)
+        elif psl > 0:
             await self._levels(row, 1, psl, price, when)
         await self.sink.progress(row, price, ptp, psl)
         return ptp, psl
@@ -165,6 +165,7 @@ class Machine:
             "partial": {k: [sorted(p), sorted(loss)] for k, (p, loss) in self._partial.items()},
             "last_bucket": self.last_bucket,
             "cursor": self.cursor,
+            "evaluated_to": self.evaluated_to,
         }
 
     def restore(self, data: dict[str, Any], where: str) -> None:
@@ -182,6 +183,7 @@ class Machine:
             raise PersistError(f"saved live state {where} is malformed: {e}") from e
         self.last_bucket = data.get("last_bucket")
         self.cursor = data.get("cursor")
+        self.evaluated_to = data.get("evaluated_to")
 
     async def announce_restored(self, when: int) -> None:
         """Risk books follow the restored position; on_active / on_schedule fire for it."""
@@ -202,10 +204,8 @@ class Machine:
         """Advance the state machine at `when` (epoch ms) and return the tick result."""
         token = enter(ExecutionContext(self.symbol, when, self.backtest, self.exchange, self.strategy_name))
         try:
-            if self.scheduled is not None:
-                return await self._tick_waiting(self.scheduled, when)
-            if self.pending is not None:
-                return await self._tick_open(self.pending, when)
+            if self.scheduled is not None or self.pending is not None:
+                return await self._tick_watch(when)
             return await self._tick_idle(when)
         finally:
             leave(token)
@@ -215,6 +215,8 @@ class Machine:
         row = None if self.stopped else await self._new_signal(when, price)
         if row is None:
             return await self._idle(price)
+        # Rules are applied from the candle that opens at `when` on (it closes after it).
+        self.evaluated_to = when // MINUTE_MS * MINUTE_MS
         if row.is_scheduled:
             long = row.position == "long"
             if not triggered(row, price):
@@ -243,32 +245,92 @@ class Machine:
         await self.sink.apply(result)
         return result
 
-    async def _tick_waiting(self, row: SignalRow, when: int) -> TickResult:
+    async def _tick_watch(self, when: int) -> TickResult:
+        """A waiting order or an open position: the rules over every 1m candle that closed since
+        the last one evaluated (normally one; more after a restart, an outage or a slow tick)."""
         price = await self.exchange.average_price(self.symbol, when)
-        if self.stopped or when - row.scheduled_at >= cfg.CC_SCHEDULE_AWAIT_MINUTES * MINUTE_MS:
-            return await self.cancel(price, when)
-        long = row.position == "long"
-        if (price <= row.price_stop_loss) if long else (price >= row.price_stop_loss):
-            return await self.cancel(price, when)  # D18: the stop beat the fill
-        if triggered(row, price):
-            return await self.fill(price, when)
-        result = WaitingResult(**self._base(price, row))
-        await self.sink.apply(result)
-        return result
+        if self.scheduled is not None and self.stopped:
+            return await self.cancel(price, when)  # D18: a stop drops a waiting order at once
+        aligned = when // MINUTE_MS * MINUTE_MS
+        start = self.evaluated_to
+        if start is None:  # state saved before candles were tracked: from the signal's own time
+            row = self.scheduled or self.pending
+            assert row is not None
+            start = (row.scheduled_at if self.scheduled is not None else row.pending_at) // MINUTE_MS * MINUTE_MS
+        if start < aligned:
+            n = cfg.CC_AVG_PRICE_CANDLES_COUNT
+            c = await self.exchange.range(self.symbol, "1m", start - (n - 1) * MINUTE_MS, aligned)
+            k0 = int(np.searchsorted(c.timestamp, start))
+            if k0 < len(c):
+                outcome = await self.evaluate(c, window_vwap(c), k0, final=False)
+                self.evaluated_to = int(c.timestamp[-1]) + MINUTE_MS
+                if outcome is not None:
+                    return outcome
+        if self.scheduled is not None:
+            waiting = WaitingResult(**self._base(price, self.scheduled))
+            await self.sink.apply(waiting)
+            return waiting
+        assert self.pending is not None
+        ptp, psl = _percents(self.pending, price)
+        active = ActiveResult(**self._base(price, self.pending), percent_tp=ptp, percent_sl=psl)
+        await self.sink.apply(active)
+        return active
 
-    async def _tick_open(self, row: SignalRow, when: int) -> TickResult:
-        price = await self.exchange.average_price(self.symbol, when)
-        long = row.position == "long"
-        if when - row.pending_at >= row.minute_estimated_time * MINUTE_MS:
-            return await self.close("time_expired", price, when)
-        if (price >= row.price_take_profit) if long else (price <= row.price_take_profit):
-            return await self.close("take_profit", row.price_take_profit, when)
-        if (price <= row.price_stop_loss) if long else (price >= row.price_stop_loss):
-            return await self.close("stop_loss", row.price_stop_loss, when)
-        ptp, psl = await self.progress(price, when)
-        result = ActiveResult(**self._base(price, row), percent_tp=ptp, percent_sl=psl)
-        await self.sink.apply(result)
-        return result
+    # --- the rules over candles (both modes) -------------------------------------------
+
+    async def run_to_end(self, when: int) -> Outcome | None:
+        """Backtest fast path: run the signal the tick at `when` opened or placed to its end on
+        1m candles. None when the signal is still there: no candles came back (later ticks
+        watch it), or a waiting order still waits when the data ends (D6)."""
+        n = cfg.CC_AVG_PRICE_CANDLES_COUNT
+        if self.scheduled is not None:
+            count = n - 1 + cfg.CC_SCHEDULE_AWAIT_MINUTES + self.scheduled.minute_estimated_time + 1
+        else:
+            assert self.pending is not None
+            count = self.pending.minute_estimated_time + n  # D15: the full lifetime
+        c, v = await self.exchange.minute_series(self.symbol, when - (n - 1) * MINUTE_MS, count)
+        if not len(c):
+            return None
+        k0 = int(np.searchsorted(c.timestamp, when))  # checks start at the candle that opens at `when`
+        token = enter(ExecutionContext(self.symbol, when, self.backtest, self.exchange, self.strategy_name))
+        try:
+            return await self.evaluate(c, v, k0, final=True)
+        finally:
+            leave(token)
+
+    async def evaluate(self, c: Candles, v: np.ndarray, k0: int, *, final: bool) -> Outcome | None:
+        """Apply the rules to the closed candles c[k0:] (v: their rolling VWAP). `final`: the
+        candles end with the data, so a position still open closes as end_of_data (D21)."""
+        if self.scheduled is not None:
+            wait = decide_waiting(self.scheduled, c, k0)
+            if wait.kind == "none":
+                return None
+            k = wait.index
+            when = int(c.timestamp[k])
+            if wait.kind == "cancel":  # the timeout, then the stop, beat a fill on the same candle
+                return await self.cancel(price_at(v, c, k), when)
+            filled = await self.fill(price_at(v, c, k), when, wait.fill_price)  # D5: an `opened` event
+            if filled.action == "cancelled":
+                return filled
+            k0 = k + 1  # D2: the fill candle's successors are checked
+        row = self.pending
+        assert row is not None
+        exit_ = decide_exit(row, c, k0)
+        end = exit_.index if exit_.reason is not None else len(c)
+        if self.sink.observes_progress:
+            for k in range(k0, end):
+                if np.isfinite(v[k]):
+                    await self.progress(float(v[k]), int(c.timestamp[k]))
+        if exit_.reason is None:
+            if final and len(c):  # D21: candles ran out before the lifetime did
+                return await self.close("end_of_data", price_at_end(c, v), int(c.timestamp[-1]))
+            return None
+        k = exit_.index
+        when = int(c.timestamp[k])
+        if exit_.reason == "time_expired":
+            return await self.close("time_expired", price_at(v, c, k), when)
+        level = row.price_take_profit if exit_.reason == "take_profit" else row.price_stop_loss
+        return await self.close(exit_.reason, level, when, ambiguous=exit_.ambiguous)
 
     # --- asking the strategy -----------------------------------------------------------
 
@@ -318,6 +380,19 @@ class Machine:
         if errors:
             raise ValidationError(validation_message(row, errors))
         return row
+
+
+def _percents(row: SignalRow, price: float) -> tuple[float, float]:
+    """How far `price` has come toward take-profit and toward stop-loss, in percent (0..100)."""
+    long = row.position == "long"
+    d = (price - row.price_open) if long else (row.price_open - price)
+    if d > 0:
+        return min(d / ((row.price_take_profit - row.price_open) if long
+                        else (row.price_open - row.price_take_profit)) * 100, 100), 0.0
+    if d < 0:
+        return 0.0, min(-d / ((row.price_open - row.price_stop_loss) if long
+                              else (row.price_stop_loss - row.price_open)) * 100, 100)
+    return 0.0, 0.0
 
 
 def triggered(row: SignalRow, price: float) -> bool:

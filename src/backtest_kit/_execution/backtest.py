@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from .. import _registry as registry
 from .._engine import risk
 from .._engine.machine import Machine
-from .._engine.rules import resolve
 from .._engine.runs import runs
 from .._engine.sink import Sink
 from .._engine.stats import BacktestStatistics, backtest_statistics
@@ -101,7 +100,7 @@ async def run_frames(symbol: str, strategy_name: str, exchange_name: str, frame_
             # (a limit order placed while a stop is pending is dropped by the next tick instead)
             signal_started = time.perf_counter()
             try:
-                outcome = await resolve(state, when)
+                outcome = await state.run_to_end(when)
             except Exception as e:  # noqa: BLE001 - the signal stays; later ticks watch it
                 await sink.error(e, f"Backtest {symbol} {strategy_name} fast path")
             await timer.sample("backtest_signal", signal_started)

@@ -97,14 +97,19 @@ async def _live_loop(inst: Instance, symbol: str, strategy_name: str, exchange_n
         # Saved with every transition: a restarted paper replay resumes after the last one
         # (idle ticks in between are replayed, which is harmless for a deterministic strategy).
         state.cursor = when
+        seen = len(run.events)
         try:
-            result = await state.tick(when)
+            # D23: a tick is the state at the minute it follows: the candles before it have
+            # closed, as at a backtest frame of the same minute (events carry that minute).
+            await state.tick(when // MINUTE_MS * MINUTE_MS)
         except Exception as e:  # noqa: BLE001 - a failed tick is reported; the loop goes on
             await sink.error(e, f"Live {symbol} {strategy_name}")
         else:
             await timer.sample("live_tick", started)
-            if result.action == "opened" or result.action == "closed" or result.action == "cancelled":
-                yield result
+            # One tick may fill and close (candles replayed after a restart): yield each in order.
+            for result in run.events[seen:]:
+                if result.action == "opened" or result.action == "closed" or result.action == "cancelled":
+                    yield result
             if state.stopped and state.pending is None and state.scheduled is None:
                 break  # D18: a stop waits for the open position to close
         await clock.sleep((next_tick(when) - clock.now_ms()) / 1000)
