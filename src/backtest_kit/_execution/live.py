@@ -98,10 +98,15 @@ async def _live_loop(inst: Instance, symbol: str, strategy_name: str, exchange_n
         # (idle ticks in between are replayed, which is harmless for a deterministic strategy).
         state.cursor = when
         seen = len(run.events)
+        at = when // MINUTE_MS * MINUTE_MS
         try:
             # D23: a tick is the state at the minute it follows: the candles before it have
             # closed, as at a backtest frame of the same minute (events carry that minute).
-            await state.tick(when // MINUTE_MS * MINUTE_MS)
+            result = await state.tick(at)
+            if (result.action == "closed" or result.action == "cancelled") and \
+                    result.close_timestamp + MINUTE_MS <= at and not state.stopped:
+                # D3, as the backtest resumes: flat again since this minute, so ask for a signal now.
+                await state.tick(at)
         except Exception as e:  # noqa: BLE001 - a failed tick is reported; the loop goes on
             await sink.error(e, f"Live {symbol} {strategy_name}")
         else:
