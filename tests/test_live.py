@@ -214,9 +214,10 @@ def _journal(state_dir: Path) -> tuple[list, dict | None]:
     return trades, strip(saved["pending"]) if saved["pending"] else None
 
 
-def _child(state_dir: Path) -> subprocess.Popen:
+def _child(state_dir: Path, start_ms: int | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, str(CHILD), str(state_dir)], stdout=subprocess.PIPE,
+    args = [str(state_dir)] + ([str(start_ms)] if start_ms is not None else [])
+    return subprocess.Popen([sys.executable, str(CHILD), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, env=env)
 
 
@@ -268,6 +269,52 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     assert len(notes) == len(set(notes))  # each signal closed (or cancelled) once
     assert trades == reference  # and exactly the uninterrupted run's trades
     assert still_open == reference_open
+
+
+def test_restart_after_downtime_replays_the_missed_candles(tmp_path):
+    """Killed with a position open; the process stays down well past the candle that reached its
+    TP or SL (or its expiry); the restart replays the missed candles before anything else and
+    closes it at that candle's time and price, exactly as the uninterrupted run did."""
+    reference_dir, crash_dir = tmp_path / "reference", tmp_path / "crash"
+    p = _child(reference_dir)
+    p.communicate(timeout=120)
+    assert p.returncode == 0
+    reference, _ = _journal(reference_dir)
+    closes = {t["signal"]["note"]: t for t in reference if t["action"] == "closed"}
+    end = T0 + 1440 * M + 360 * M  # the child's replay end
+    replayed: list[str] = []
+    start_ms = None
+    opened_seen = 0
+    for _ in range(40):
+        p = _child(crash_dir, start_ms)
+        finished = killed = False
+        for line in p.stdout:
+            if line.strip() == "done":
+                finished = True
+                break
+            if line.split()[1] == "opened":
+                opened_seen += 1
+                if opened_seen % 3 == 0 and len(replayed) < 6:  # every third position
+                    p.send_signal(signal.SIGKILL)
+                    killed = True
+                    break
+        p.stdout.close()
+        p.wait(timeout=60)
+        if finished and not killed:
+            break
+        start_ms = None
+        if killed:
+            _, pending = _journal(crash_dir)
+            closed = closes.get(pending["note"]) if pending else None
+            if closed is not None and closed["close_timestamp"] + 40 * M < end:
+                start_ms = closed["close_timestamp"] + 30 * M + 1  # down 30 minutes past the close
+                replayed.append(pending["note"])
+    trades, _ = _journal(crash_dir)
+    by_note = {t["signal"]["note"]: t for t in trades}
+    assert len(by_note) == len(trades)  # nothing closed twice
+    assert len(replayed) >= 3, replayed
+    for note in replayed:  # closed while down: same time, reason, price and PnL as uninterrupted
+        assert by_note[note] == closes[note]
 
 
 def test_custom_adapters_per_kind(tmp_path):

@@ -9,7 +9,7 @@ later candles, as the backtest's fast path resolves them.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -70,8 +70,8 @@ def _until_end(fn: Any) -> Any:
 def _register(interval: str, fn: Any, callbacks: Any = None) -> None:
     source = ArrayExchange(CANDLES)
     bk.add_exchange(exchange_name="bundled", get_candles=source.get_candles)
-    bk.add_frame(frame_name="period", interval="1m", start_date=datetime.fromtimestamp(S / 1000, timezone.utc),
-                 end_date=datetime.fromtimestamp(E / 1000, timezone.utc))
+    bk.add_frame(frame_name="period", interval="1m", start_date=datetime.fromtimestamp(S / 1000, UTC),
+                 end_date=datetime.fromtimestamp(E / 1000, UTC))
     bk.add_strategy(strategy_name="s", interval=interval, get_signal=_until_end(fn), callbacks=callbacks)
 
 

@@ -1,7 +1,8 @@
 """Child process of the crash test: paper-trades a replayed market with the file backend.
 
-Usage: python live_child.py STATE_DIR. Prints one line per tick ("tick <ms> <action>") and
-"done" at the end of the replay. A restart continues from the saved state.
+Usage: python live_child.py STATE_DIR [START_MS]. Prints one line per event ("tick <action>")
+and "done" at the end of the replay. A restart continues from the saved state; START_MS starts
+the clock later, as if the process had been down until then.
 """
 
 import asyncio
@@ -14,7 +15,7 @@ T0 = 1_704_067_200_000
 DAY = 86_400_000
 
 
-def main(state_dir: str) -> None:
+def main(state_dir: str, start_ms: int | None = None) -> None:
     candles = synthetic_candles(2 * 1440, start_ms=T0, seed=11)
     bk.use_persist_adapter(bk.FileBackend(state_dir))
     bk.add_exchange(exchange_name="replay", get_candles=ArrayExchange(candles).get_candles)
@@ -23,7 +24,7 @@ def main(state_dir: str) -> None:
     bk.listen_signal_live(lambda r: print(f"tick {r.action}", flush=True))
 
     async def run() -> None:
-        clock = bk.VirtualClock(T0 + DAY // 2, T0 + DAY + DAY // 4)
+        clock = bk.VirtualClock(start_ms or T0 + DAY // 2, T0 + DAY + DAY // 4)
         async for _ in bk.Live.run("BTCUSDT", strategy_name="rule", exchange_name="replay", clock=clock):
             pass
 
@@ -32,4 +33,4 @@ def main(state_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None)

@@ -309,6 +309,7 @@ class Machine:
             when = int(c.timestamp[k])
             if wait.kind == "cancel":  # the timeout, then the stop, beat a fill on the same candle
                 return await self.cancel(price_at(v, c, k), when)
+            self.evaluated_to = when + MINUTE_MS  # saved with the fill: exits start after its candle (D2)
             filled = await self.fill(price_at(v, c, k), when, wait.fill_price)  # D5: an `opened` event
             if filled.action == "cancelled":
                 return filled
