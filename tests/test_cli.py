@@ -105,3 +105,23 @@ def test_live_paper_replays_and_a_restart_resumes(tmp_path):
 def test_live_without_paper_explains(tmp_path):
     result = runner.invoke(app, ["live"])
     assert result.exit_code != 0 and "--paper" in result.output
+
+
+def test_live_paper_refuses_a_state_started_with_other_parameters_or_data(tmp_path):
+    state = tmp_path / "state"
+    args = ["live", "--paper", "--start", "2024-02-12T00:00", "--end", "2024-02-12T12:00", "--state", str(state),
+            "--out", str(tmp_path)]
+    assert runner.invoke(app, args).exit_code == 0
+    bk.reset()
+    other_tp = runner.invoke(app, [*args, "--tp", "2.0"])
+    assert other_tp.exit_code == 1
+    assert "started with other settings" in other_tp.output and "'tp': 1.0" in other_tp.output
+    bk.reset()
+    csv = _write_csv(tmp_path / "other.csv", synthetic_candles(45 * 1440, seed=3))
+    other_data = runner.invoke(app, [*args, "--candles", str(csv)])
+    assert other_data.exit_code == 1 and "candles: saved" in other_data.output
+    bk.reset()
+    fresh = runner.invoke(app, [*args, "--tp", "2.0", "--fresh"])
+    assert fresh.exit_code == 0, fresh.output
+    assert "Moved the previous state" in fresh.output
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("state.")], "the old state is kept"

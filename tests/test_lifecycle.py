@@ -829,3 +829,21 @@ def test_live_stop_fills_when_the_price_rises_through_it(tmp_path):
     # trigger, so the stop fills at that open, at that candle's time
     assert opened.action == "opened" and opened.signal.price_open == 101.5
     assert opened.signal.pending_at == ms(5)
+
+
+def test_no_signal_opens_after_the_last_candle_and_the_run_ends_there(kit):
+    """D21: the frame runs past the data; a trade opened after the last candle could only close
+    before it opened, so none is, and the run ends at the data's end."""
+    kit.flat(-10, 30)
+    kit.setup(frame=(0, 90), signals={m: long_signal(minutes=60) for m in (31, 32, 45)})
+    assert kit.run() == []
+    assert kit.calls == list(range(0, 32))  # asked until the first signal past the data, then done
+    assert kit.errors == []
+
+
+def test_a_trade_open_at_the_data_end_closes_at_the_last_candle_after_it_opened(kit):
+    kit.flat(-10, 30)
+    kit.setup(frame=(0, 90), signals={25: long_signal(minutes=60)})
+    (r,) = kit.run()
+    assert (r.close_reason, r.signal.pending_at, r.close_timestamp) == ("end_of_data", ms(25), ms(30))
+    assert r.close_timestamp >= r.signal.pending_at

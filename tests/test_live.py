@@ -352,3 +352,22 @@ def test_second_live_process_on_the_same_state_is_refused(tmp_path):
     finally:
         holder.close()
     assert asyncio.run(run(bk.VirtualClock(T0 + 10 * M + 1, T0 + 20 * M))) == []  # free again
+
+
+def test_a_state_started_with_another_fingerprint_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    candles = flat(200, {i: 101.0 for i in range(40, 60)})
+    fn, _ = once(LONG)
+    register(candles, fn)
+
+    async def go(fingerprint):
+        async for r in bk.Live.run("BTC", strategy_name="s", exchange_name="ex", fingerprint=fingerprint,
+                                   clock=bk.VirtualClock(T0 + 10 * M + 1, T0 + 12 * M)):
+            return r
+
+    assert asyncio.run(go({"data": "a.csv"})).action == "opened"
+    _state.clear(*NEW_PROCESS)
+    with pytest.raises(bk.PersistError, match=r"other settings \(data: saved 'a.csv', now 'b.csv'\)"):
+        asyncio.run(go({"data": "b.csv"}))
+    _state.clear(*NEW_PROCESS)
+    assert asyncio.run(go({"data": "a.csv"})) is None  # the same settings resume (position still open)

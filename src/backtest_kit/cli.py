@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -358,18 +359,29 @@ def backtest(
 
 async def _run_paper(symbol: str, data: np.ndarray, start_ms: int, end_ms: int, interval: str,
                      get_signal: GetSignal, name: str, backend: bk.PersistBackend, out: str,
-                     console: Console) -> tuple[bk.LiveStatistics, str]:
+                     console: Console, fingerprint: dict[str, object]) -> tuple[bk.LiveStatistics, str]:
     """Drive Live over the candles with a virtual clock; restarts resume from the saved state."""
     bk.use_persist_adapter(backend)
     bk.add_exchange(exchange_name="cli-replay", get_candles=ArrayExchange(data).get_candles)
     bk.add_strategy(strategy_name=name, interval=interval, get_signal=get_signal)
     clock = bk.VirtualClock(start_ms, end_ms)
-    async for r in bk.Live.run(symbol, strategy_name=name, exchange_name="cli-replay", clock=clock):
+    async for r in bk.Live.run(symbol, strategy_name=name, exchange_name="cli-replay", clock=clock,
+                               fingerprint=fingerprint):
         extra = f" {r.close_reason} {r.pnl.pnl_percentage:+.2f}%" if r.action == "closed" else ""
         console.print(f"{iso(clock.now_ms())[:16]} {r.action.upper():9} {r.signal.position:5} "
                       f"@ {r.current_price:.2f}{extra}", highlight=False)
     stats = await bk.Live.get_data(symbol, name)
     return stats, await bk.Live.dump(symbol, name, path=out)
+
+
+def _move_state_aside(state: Path, console: Console) -> None:
+    """--fresh: keep the old state (it may hold an open position) under a dated name."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    for path in [state, *(state.with_name(state.name + s) for s in ("-wal", "-shm"))]:
+        if path.exists():
+            target = path.with_name(f"{path.name}.{stamp}.bak")
+            path.rename(target)
+            console.print(f"Moved the previous state {path} to {target}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -387,6 +399,7 @@ def live(
     state: Path = typer.Option(Path("./dump/data"), help="Directory (file backend) or .sqlite file for state."),
     name: str = typer.Option("ma-crossover", help="Strategy name."),
     out: Path = typer.Option(Path("./dump/live"), help="Directory (or .md file) for the report."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start a new state: the old one is moved aside, not deleted."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run the moving-average rule live. Only --paper is available from the command line: real
@@ -401,14 +414,23 @@ def live(
         raise typer.BadParameter(str(e), param_hint="--candles") from None
     warmup = max(slow + 1, bk.get_config()["CC_AVG_PRICE_CANDLES_COUNT"])
     start_ms, end_ms = frame_bounds(data, parse_date(start, "--start"), parse_date(end, "--end"), warmup)
+    if fresh:
+        _move_state_aside(state, Console())
     backend = bk.SqliteBackend(state) if state.suffix in (".sqlite", ".db") else bk.FileBackend(state)
+    # What this paper run is: a state saved by another file or other parameters is refused.
+    fingerprint: dict[str, object] = {
+        "candles": {"file": str(candles.resolve()) if candles else "bundled demo data", "rows": len(data),
+                    "first": int(data[0, 0]), "last": int(data[-1, 0]),
+                    "sha256": hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()},
+        "params": {"symbol": symbol, "interval": interval, "fast": fast, "slow": slow, "tp": tp, "sl": sl,
+                   "minutes": minutes, "shorts": shorts}}
     _set_verbose(verbose)
     console = Console()
     started = time.perf_counter()
     try:
         stats, path = asyncio.run(_run_paper(symbol, data, start_ms + 1, end_ms, interval,
                                              rule_strategy(fast, slow, tp, sl, minutes, shorts=shorts),
-                                             name, backend, str(out), console))
+                                             name, backend, str(out), console, fingerprint))
     except bk.BacktestKitError as e:
         console.print(f"[red]Error:[/red] {escape(str(e))}")
         raise typer.Exit(1) from None

@@ -63,7 +63,9 @@ class Machine:
         self.last_bucket: int | None = None
         self.cursor: int | None = None            # live: the tick in progress or last done
         self.evaluated_to: int | None = None      # open time of the first 1m candle not yet evaluated
+        self.fingerprint: dict[str, Any] = {}     # live: what the saved state was started with
         self.stopped = False
+        self.data_ended = False  # backtest: no candle left to trade on
         self._partial: dict[str, tuple[set[int], set[int]]] = {}
         # Returned for ticks nobody observes, instead of building and publishing one each time.
         self._quiet_idle = IdleResult(current_price=math.nan, symbol=symbol, strategy_name=self.strategy_name,
@@ -166,6 +168,7 @@ class Machine:
             "last_bucket": self.last_bucket,
             "cursor": self.cursor,
             "evaluated_to": self.evaluated_to,
+            "fingerprint": self.fingerprint,
         }
 
     def restore(self, data: dict[str, Any], where: str) -> None:
@@ -215,6 +218,10 @@ class Machine:
         row = None if self.stopped else await self._new_signal(when, price)
         if row is None:
             return await self._idle(price)
+        if self.backtest and not await self._candles_after(when):
+            # D21: the data has ended; a trade opened now could only close before it opened.
+            self.data_ended = True
+            return await self._idle(price)
         # Rules are applied from the candle that opens at `when` on (it closes after it).
         self.evaluated_to = when // MINUTE_MS * MINUTE_MS
         if row.is_scheduled:
@@ -230,6 +237,11 @@ class Machine:
         if not self.sink.books or await self.risk_ok(_as_signal(row), row.price_open, when):
             return await self.open(row, when)
         return await self._idle(price)  # refused by the second risk check, before opening
+
+    async def _candles_after(self, when: int) -> bool:
+        """Any 1m candle within a maximal lifetime from `when` on (the backtest data goes on)."""
+        horizon = max(cfg.CC_MAX_SIGNAL_LIFETIME_MINUTES, cfg.CC_SCHEDULE_AWAIT_MINUTES, 1) * MINUTE_MS
+        return len(await self.exchange.range(self.symbol, "1m", when, when + horizon)) > 0
 
     async def _schedule(self, row: SignalRow, price: float) -> ScheduledResult:
         self.scheduled = row

@@ -113,7 +113,7 @@ async def run_frames(symbol: str, strategy_name: str, exchange_name: str, frame_
             i = at_or_after(outcome.close_timestamp + MINUTE_MS)
             continue
         if result.action == "idle":
-            if state.stopped:
+            if state.stopped or state.data_ended:
                 break
             if not observed:
                 i = at_or_after((when // step + 1) * step)

@@ -4,7 +4,7 @@ process resumes exactly where it was."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from .. import _registry as registry
@@ -20,6 +20,7 @@ from .._persist import LiveStore, PersistBackend, current_backend
 from .._report.live import render_live_report
 from .._report.table import Column
 from .._time import MINUTE_MS
+from ..errors import PersistError
 from ..events import ActivePosition, CancelledResult, ClosedResult, DoneEvent, OpenedResult, Outcome, PnL, SignalRow
 from .backtest import Timer
 from .base import BackgroundRun, Facade, Instance
@@ -53,8 +54,23 @@ def _from_journal(entry: dict[str, Any], strategy_name: str, exchange_name: str,
     return CancelledResult(**base, close_timestamp=entry["close_timestamp"])
 
 
+def check_fingerprint(saved: Mapping[str, Any], expected: Mapping[str, Any], where: str) -> None:
+    """A saved state started with other settings must not be resumed silently (it may hold a
+    position opened on other data or parameters): PersistError naming each difference."""
+    old = saved.get("fingerprint")
+    if not isinstance(old, Mapping):
+        return  # saved before fingerprints were recorded: adopt this run's
+    diffs = [f"{k}: saved {old.get(k)!r}, now {expected.get(k)!r}" for k in sorted({*old, *expected})
+             if old.get(k) != expected.get(k)]
+    if diffs:
+        raise PersistError(f"saved live state {where} was started with other settings ({'; '.join(diffs)}); "
+                           "it may hold an open position. Resume with the original settings, or start a new "
+                           "state (CLI: --fresh; Python: move the state away)")
+
+
 async def run_live(inst: Instance, symbol: str, strategy_name: str, exchange_name: str,
-                   clock: Clock) -> AsyncIterator[OpenedResult | Outcome]:
+                   clock: Clock, fingerprint: Mapping[str, Any] | None = None
+                   ) -> AsyncIterator[OpenedResult | Outcome]:
     """The live generator: yields opened, closed and cancelled results until stopped."""
     strategy = registry.get_strategy(strategy_name, "Live.run")
     exchange = ExchangeClient(registry.get_exchange(exchange_name, "Live.run"), backtest=False,
@@ -62,8 +78,10 @@ async def run_live(inst: Instance, symbol: str, strategy_name: str, exchange_nam
     backend = current_backend("live")
     lock = backend.lock("live", f"{symbol}_{strategy_name}") if hasattr(backend, "lock") else None
     try:
+        expected = {"strategy_name": strategy_name, "interval": strategy.interval, "exchange_name": exchange_name,
+                    **(fingerprint or {})}
         async for result in _live_loop(inst, symbol, strategy_name, exchange_name, clock, backend, strategy,
-                                       exchange):
+                                       exchange, expected):
             yield result
     finally:
         if lock is not None:
@@ -71,15 +89,17 @@ async def run_live(inst: Instance, symbol: str, strategy_name: str, exchange_nam
 
 
 async def _live_loop(inst: Instance, symbol: str, strategy_name: str, exchange_name: str, clock: Clock,
-                     backend: PersistBackend, strategy: Any, exchange: ExchangeClient
+                     backend: PersistBackend, strategy: Any, exchange: ExchangeClient, fingerprint: dict[str, Any]
                      ) -> AsyncIterator[OpenedResult | Outcome]:
     store = LiveStore(backend, symbol, strategy_name)
     books = [live_book(name, current_backend("risk")) for name in strategy.risk_names]
     run = runs.start("live", symbol, strategy_name)
     sink = Sink(strategy, symbol, backtest=False, run=run, books=books, persist=store)
     state = Machine(strategy, exchange, symbol, sink)
+    state.fingerprint = fingerprint
     saved = store.load()
     if saved:
+        check_fingerprint(saved, fingerprint, store.describe())
         state.restore(saved, store.describe())
         # Trades closed before a restart still count in this run's statistics.
         for entry in store.journal:
@@ -133,20 +153,26 @@ class LiveUtils(Facade[Instance]):
         registry.validate_strategy_refs(strategy_name, source)
         registry.get_exchange(exchange_name, source)
 
-    def run(self, symbol: str, *, strategy_name: str, exchange_name: str,
-            clock: Clock | None = None) -> AsyncIterator[OpenedResult | ClosedResult | CancelledResult]:
-        """Trade `strategy_name` on `symbol` until stopped; `clock` defaults to the system clock."""
+    def run(self, symbol: str, *, strategy_name: str, exchange_name: str, clock: Clock | None = None,
+            fingerprint: Mapping[str, Any] | None = None) -> AsyncIterator[OpenedResult | Outcome]:
+        """Trade `strategy_name` on `symbol` until stopped; `clock` defaults to the system clock.
+
+        The saved state records what it was started with (strategy, interval, exchange, and
+        the JSON-able `fingerprint` you add, e.g. the data file and parameters); resuming it
+        with anything else raises PersistError naming the difference.
+        """
         self._validate(symbol, strategy_name, exchange_name, "Live.run")
         inst = self._registry.get(symbol, strategy_name)
-        return self._guarded(inst, lambda: run_live(inst, symbol, strategy_name, exchange_name, clock or SystemClock()))
+        return self._guarded(inst, lambda: run_live(inst, symbol, strategy_name, exchange_name,
+                                                    clock or SystemClock(), fingerprint))
 
-    def background(self, symbol: str, *, strategy_name: str, exchange_name: str,
-                   clock: Clock | None = None) -> BackgroundRun:
+    def background(self, symbol: str, *, strategy_name: str, exchange_name: str, clock: Clock | None = None,
+                   fingerprint: Mapping[str, Any] | None = None) -> BackgroundRun:
         """Trade without yielding; returns cancel() (a graceful stop) at once."""
         self._validate(symbol, strategy_name, exchange_name, "Live.background")
         inst = self._registry.get(symbol, strategy_name)
         return self._background(
-            inst, lambda: run_live(inst, symbol, strategy_name, exchange_name, clock or SystemClock()),
+            inst, lambda: run_live(inst, symbol, strategy_name, exchange_name, clock or SystemClock(), fingerprint),
             DoneEvent(exchange_name, strategy_name, False, symbol))
 
     async def stop(self, symbol: str, strategy_name: str) -> None:
