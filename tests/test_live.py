@@ -313,8 +313,11 @@ def test_restart_after_downtime_replays_the_missed_candles(tmp_path):
     by_note = {t["signal"]["note"]: t for t in trades}
     assert len(by_note) == len(trades)  # nothing closed twice
     assert len(replayed) >= 3, replayed
+    def unsized(t: dict) -> dict:  # earlier downtimes skipped other trades, so equity (and size) differ
+        return {**t, "signal": {k: v for k, v in t["signal"].items() if k != "quantity"}}
+
     for note in replayed:  # closed while down: same time, reason, price and PnL as uninterrupted
-        assert by_note[note] == closes[note]
+        assert unsized(by_note[note]) == unsized(closes[note])
 
 
 def test_custom_adapters_per_kind(tmp_path):

@@ -57,10 +57,11 @@ def add_frame(frame_name: str, interval: str, start_date: datetime | int, end_da
 
 def add_strategy(strategy_name: str, interval: str, get_signal: Callable[..., Any], callbacks: Any = None,
                  risk_name: str | None = None, risk_list: Sequence[str] | None = None,
-                 note: str | None = None) -> None:
-    """Register a strategy."""
+                 note: str | None = None, sizing_name: str | None = None) -> None:
+    """Register a strategy; `sizing_name` (an add_sizing schema) sizes each trade from equity."""
     _store(_strategies, "strategy", strategy_name, lambda: StrategySchema(
-        strategy_name, interval, get_signal, callbacks, risk_name, risk_list, note))  # type: ignore[arg-type]
+        strategy_name, interval, get_signal, callbacks, risk_name, risk_list, note,  # type: ignore[arg-type]
+        sizing_name))
 
 
 def add_risk(risk_name: str, validations: Sequence[Any], callbacks: Any = None, note: str | None = None) -> None:
@@ -154,6 +155,11 @@ def validate_strategy_refs(strategy_name: str, source: str | None = None) -> Str
     for risk_name in strategy.risk_names:
         try:
             get_risk(risk_name, source)
+        except ValidationError as error:
+            raise ValidationError(f"{error}; referenced by strategy {strategy_name!r}") from None
+    if strategy.sizing_name is not None:
+        try:
+            get_sizing(strategy.sizing_name, source)
         except ValidationError as error:
             raise ValidationError(f"{error}; referenced by strategy {strategy_name!r}") from None
     return strategy

@@ -218,6 +218,7 @@ class StrategySchema:
     risk_name: str | None = None
     risk_list: tuple[str, ...] = ()
     note: str | None = None
+    sizing_name: str | None = None  # sizes each trade from the account's equity; None: all of it
 
     def __post_init__(self) -> None:
         call = f"add_strategy(strategy_name={self.strategy_name!r})"
@@ -228,6 +229,7 @@ class StrategySchema:
         _opt_name(call, "risk_name", self.risk_name)
         self.risk_list = _unique_names(call, "risk_list", () if self.risk_list is None else self.risk_list)
         _note(call, self.note)
+        _opt_name(call, "sizing_name", self.sizing_name)
 
     @property
     def risk_names(self) -> tuple[str, ...]:

@@ -56,6 +56,7 @@ class SignalRow:
     pending_at: int
     is_scheduled: bool = False
     order_type: OrderType = "limit"
+    quantity: float | None = None  # units bought or sold short, set when the position opens
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -17,13 +17,15 @@ from typing import Any
 
 import numpy as np
 
+from .. import _registry as registry
 from .._candles import Candles
 from .._config import cfg
 from .._context import ExecutionContext, enter, leave
 from .._exchange import ExchangeClient
 from .._schema import StrategySchema
 from .._signal import new_id, plain_note, signal_errors, to_signal, validation_message
-from .._time import MINUTE_MS, interval_ms, to_datetime
+from .._sizing import PositionSize
+from .._time import MINUTE_MS, interval_ms, iso, to_datetime
 from ..errors import PersistError, ValidationError
 from ..events import (
     ActiveResult,
@@ -34,6 +36,7 @@ from ..events import (
     Outcome,
     PartialEvent,
     RiskCheckArgs,
+    RiskEvent,
     ScheduledResult,
     Signal,
     SignalRow,
@@ -45,6 +48,7 @@ from .rules import decide_exit, decide_waiting, price_at, price_at_end, window_v
 from .sink import Sink
 
 PARTIAL_LEVELS = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+ATR_PERIOD = 14  # candles of the strategy's interval behind an atr-based size
 
 
 class Machine:
@@ -79,12 +83,14 @@ class Machine:
 
     # --- transitions shared by tick() and the fast path --------------------------------
 
-    async def open(self, row: SignalRow, when: int, fill_price: float | None = None) -> OpenedResult:
+    async def open(self, row: SignalRow, when: int, fill_price: float | None = None,
+                   quantity: float | None = None) -> OpenedResult:
         """Make `row` the open position (a fill when it was a waiting order; a stop order that
         gapped through its trigger fills at `fill_price`)."""
         if row.is_scheduled:
             row = dataclasses.replace(row, pending_at=when, is_scheduled=False,
-                                      price_open=row.price_open if fill_price is None else fill_price)
+                                      price_open=row.price_open if fill_price is None else fill_price,
+                                      quantity=quantity)
             self.scheduled = None
         self.pending = row
         result = OpenedResult(**self._base(row.price_open, row))
@@ -111,13 +117,62 @@ class Machine:
         return result
 
     async def fill(self, price: float, when: int, fill_price: float | None = None) -> OpenedResult | CancelledResult:
-        """The waiting order's price was reached: open it, unless a risk profile refuses (then
-        it is cancelled at `price`)."""
+        """The waiting order's price was reached: open it, unless a risk profile refuses or the
+        account cannot fund it (then it is cancelled at `price`)."""
         row = self.scheduled
         assert row is not None
         if not await self.risk_ok(_as_signal(row), row.price_open, when):
             return await self.cancel(price, when)
-        return await self.open(row, when, fill_price)
+        funded = await self._fund(dataclasses.replace(row, price_open=fill_price or row.price_open), when)
+        if funded is None:
+            return await self.cancel(price, when)
+        return await self.open(row, when, fill_price, funded.quantity)
+
+    async def _fund(self, row: SignalRow, when: int) -> SignalRow | None:
+        """`row` with its quantity: from the strategy's sizing schema fed with the equity at `when`
+        and the trade's own stop, or all the free equity. None (a risk rejection, "insufficient
+        equity") when the account cannot pay for it."""
+        account = self.sink.account
+        free = account.free_at(when)
+        sizing = self.schema.sizing_name
+        price = row.price_open
+        try:
+            quantity = free / price if sizing is None else await self._sized(sizing, row, account.equity_at(when))
+        except ValidationError as e:  # e.g. no ATR yet, or a zero stop distance
+            await self.sink.error(e, f"{self.strategy_name} sizing")
+            return None
+        if quantity > 0 and quantity * price <= free * (1 + 1e-12):
+            return dataclasses.replace(row, quantity=quantity)
+        await self.sink.refused(RiskEvent(
+            symbol=self.symbol, pending_signal=_as_signal(row), strategy_name=self.strategy_name,
+            exchange_name=self.exchange.name, current_price=price, active_position_count=0,
+            comment="insufficient equity" if quantity > 0 else "position size is zero", timestamp=when,
+            backtest=self.backtest, risk_name="account"))
+        return None
+
+    async def _sized(self, sizing_name: str, row: SignalRow, equity: float) -> float:
+        """The existing PositionSize formulas, fed by the run: equity, this trade's stop and TP,
+        its closed trades (Kelly) and the strategy interval's candles (ATR)."""
+        method = registry.get_sizing(sizing_name).method
+        if method == "fixed-percentage":
+            return await PositionSize.fixed_percentage(self.symbol, equity, row.price_open, row.price_stop_loss,
+                                                       sizing_name=sizing_name)
+        if method == "kelly-criterion":
+            closed = self.sink.run.closed
+            wins = sum(1 for t in closed if t.pnl.pnl_percentage > 0)
+            # Until 10 trades have closed the win rate is unknown: assume even odds.
+            rate = min(max(wins / len(closed), 0.01), 0.99) if len(closed) >= 10 else 0.5
+            ratio = abs(row.price_take_profit - row.price_open) / abs(row.price_open - row.price_stop_loss)
+            return await PositionSize.kelly_criterion(self.symbol, equity, row.price_open, rate, ratio,
+                                                      sizing_name=sizing_name)
+        c = await self.exchange.window(self.symbol, self.schema.interval, row.pending_at, ATR_PERIOD + 1)
+        if len(c) < 2:
+            raise ValidationError(f"sizing {sizing_name!r}: not enough {self.schema.interval} candles for the ATR "
+                                  f"at {iso(row.pending_at)}")
+        prev = c.close[:-1]
+        true_range = np.maximum(c.high[1:], prev) - np.minimum(c.low[1:], prev)
+        return await PositionSize.atr_based(self.symbol, equity, row.price_open, float(true_range.mean()),
+                                            sizing_name=sizing_name)
 
     async def risk_ok(self, signal: Signal, price: float, when: int) -> bool:
         """Every risk profile of the strategy allows `signal` (the first refusal wins)."""
@@ -235,8 +290,10 @@ class Machine:
                 return await self.cancel(price, when)
             row = dataclasses.replace(row, price_open=price, is_scheduled=False)
         if not self.sink.books or await self.risk_ok(_as_signal(row), row.price_open, when):
-            return await self.open(row, when)
-        return await self._idle(price)  # refused by the second risk check, before opening
+            funded = await self._fund(row, when)
+            if funded is not None:
+                return await self.open(funded, when)
+        return await self._idle(price)  # refused by the second risk check or the account, before opening
 
     async def _candles_after(self, when: int) -> bool:
         """Any 1m candle within a maximal lifetime from `when` on (the backtest data goes on)."""

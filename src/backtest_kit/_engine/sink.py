@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from .._hub import call_reporting, hub
 from .._schema import StrategySchema, callback
 from ..events import PartialEvent, PerformanceEvent, RiskCheckArgs, RiskEvent, SignalRow, TickResult
+from .account import Account
 from .risk import RiskBook
 from .runs import Run, RunError
 
@@ -53,13 +54,14 @@ class Sink:
     """Applies the events of one (mode, symbol, strategy) machine."""
 
     def __init__(self, schema: StrategySchema, symbol: str, *, backtest: bool, run: Run,
-                 books: Sequence[RiskBook] = (), persist: Persist | None = None):
+                 books: Sequence[RiskBook] = (), persist: Persist | None = None, account: Account | None = None):
         self.symbol = symbol
         self.strategy_name = schema.strategy_name
         self.backtest = backtest
         self.run = run
         self.books = list(books)
         self.persist: Persist = persist or NoPersist()
+        self.account = account if account is not None else Account()
         self._cb = {name: callback(schema.callbacks, name) for name in _CALLBACKS}
         self._topic = "signal_backtest" if backtest else "signal_live"
 
@@ -79,16 +81,18 @@ class Sink:
     # --- the effects --------------------------------------------------------------------
 
     async def apply(self, result: TickResult) -> None:
-        """One tick result: persist -> risk books -> callbacks -> run log -> hub."""
+        """One tick result: persist -> risk books -> account -> callbacks -> run log -> hub."""
         action = result.action
         if action in _STATEFUL:
             self.persist.transition(result)
         if result.action == "opened":
             for b in self.books:
                 b.add(self.strategy_name, self.symbol, result.signal, result.signal.pending_at)
+            self.account.opened(result.signal)
         elif result.action == "closed":
             for b in self.books:
                 b.remove(self.strategy_name, self.symbol, result.close_timestamp)
+            self.account.closed(result)
         await self._callbacks(result)
         if action != "idle":
             self.run.add(result)
@@ -138,8 +142,16 @@ class Sink:
             await hub.emit("validation", rejection.error)
         await hub.emit("risk", rejection)
 
+    async def refused(self, rejection: RiskEvent) -> None:
+        """A trade the account cannot fund: a risk rejection without a profile (run log -> hub)."""
+        self.run.rejections.append(rejection)
+        await hub.emit("risk", rejection)
+
     async def restored(self, pending: SignalRow | None, scheduled: SignalRow | None, price: float) -> None:
-        """State loaded at start-up: risk books follow the position record, then on_active / on_schedule."""
+        """State loaded at start-up: risk books and the account follow the position record, then
+        on_active / on_schedule."""
+        if pending is not None:
+            self.account.opened(pending)
         for b in self.books:
             if pending is not None:
                 b.add(self.strategy_name, self.symbol, pending, pending.pending_at)

@@ -103,7 +103,10 @@ async def _live_loop(inst: Instance, symbol: str, strategy_name: str, exchange_n
         state.restore(saved, store.describe())
         # Trades closed before a restart still count in this run's statistics.
         for entry in store.journal:
-            run.restore(_from_journal(entry, strategy_name, exchange_name, symbol))
+            outcome = _from_journal(entry, strategy_name, exchange_name, symbol)
+            run.restore(outcome)
+            if outcome.action == "closed":
+                sink.account.closed(outcome)  # the equity later trades are sized from
         if isinstance(clock, VirtualClock) and state.cursor is not None:
             clock.resume_after(state.cursor, next_tick)  # paper trading continues its replay
         await state.announce_restored(clock.now_ms())
