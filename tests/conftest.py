@@ -100,7 +100,8 @@ class Kit:
 
     def setup(self, *, frame=(0, 60), frame_interval="1m", interval="1m", signals=None,
               callbacks=None, get_candles=None, format_price=None, format_quantity=None,
-              strategy_name="st", exchange_name="ex", frame_name="fr", listen_errors=True) -> Kit:
+              strategy_name="st", exchange_name="ex", frame_name="fr", listen_errors=True,
+              sizing_name=None) -> Kit:
         """Register exchange/frame/strategy. `signals` maps minute -> signal; a value may be a
         dict / bk.Signal, an Exception (raised), or a callable(symbol, when) (awaited if async)."""
         table = dict(signals or {})
@@ -132,7 +133,7 @@ class Kit:
             return dict(value) if isinstance(value, dict) else value
 
         bk.add_strategy(strategy_name=strategy_name, interval=interval, get_signal=get_signal,
-                        callbacks=callbacks)
+                        callbacks=callbacks, sizing_name=sizing_name)
         if listen_errors:
             bk.listen_error(self.errors.append)
         return self

@@ -49,6 +49,9 @@ def test_persistent_bad_candle_fails_only_its_windows():
     priced_out = {bad_time + k * M for k in range(1, 6)}
     assert len(errors) == 5
     assert all(iso(bad_time) in str(e) and "non-finite close" in str(e) for e in errors)
+    # The equity marks cover it too: without them the equity figures are missing (reported)
+    assert asyncio.run(bk.Backtest.get_data("BTC", "s")).final_equity is None
+    assert len(errors) == 6 and "non-finite close" in str(errors[-1])
     expected_calls = [t for t in range(T0 + 100 * M, T0 + 2901 * M, M) if t not in priced_out]
     assert calls == expected_calls
     assert len(fetches) < 10  # chunked: the bad candle did not force per-window fetches

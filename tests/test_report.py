@@ -208,13 +208,13 @@ def test_report_summary_three_trades():
         "**Closed signals:** 3",
         "**Win rate:** 66.67% (2W / 1L) (higher is better)",
         "**Average PNL:** +0.83% (higher is better)",
-        "**Total PNL:** +2.50% (higher is better)",
+        "**Total PNL (sum of per-trade %):** +2.50% (higher is better)",
         "**Standard Deviation:** 1.027% (lower is better)",
         "**Sharpe Ratio:** 0.811 (higher is better)",
         "**Annualized Sharpe Ratio:** 15.496 (higher is better)",
         "**Certainty Ratio:** 3.000 (higher is better)",
         "**Expected Yearly Returns:** +7300.00% (higher is better)",
-        "**Max Drawdown:** 0.50% (lower is better)",
+        "**Max Drawdown (of summed per-trade %):** 0.50% (lower is better)",
         "**Profit Factor:** 6.000 (higher is better)",
         "**Average Duration:** 60.0 min",
         "**Ambiguous exits:** 0 (exit candle reached both TP and SL; CC_INTRABAR_POLICY=take_profit)",
@@ -224,9 +224,9 @@ def test_report_summary_three_trades():
 def test_report_undefined_values_are_na():
     stats = BacktestStatistics(signal_list=[trade(0.0)], total_signals=1, win_count=0, loss_count=0)
     text = run(render_backtest_report("ETHUSDT", "s2", stats))
-    for label in ("Win rate", "Average PNL", "Total PNL", "Standard Deviation", "Sharpe Ratio",
+    for label in ("Win rate", "Average PNL", "Total PNL (sum of per-trade %)", "Standard Deviation", "Sharpe Ratio",
                   "Annualized Sharpe Ratio", "Certainty Ratio", "Expected Yearly Returns",
-                  "Max Drawdown", "Profit Factor", "Average Duration"):
+                  "Max Drawdown (of summed per-trade %)", "Profit Factor", "Average Duration"):
         assert f"\n**{label}:** N/A" in text, label
     assert "**Total signals:** 1" in text
 

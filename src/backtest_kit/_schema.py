@@ -29,6 +29,8 @@ WALKER_METRICS = (
     "total_signals", "win_count", "loss_count", "win_rate", "avg_pnl", "total_pnl", "std_dev",
     "sharpe_ratio", "annualized_sharpe_ratio", "certainty_ratio", "expected_yearly_returns",
     "max_drawdown", "profit_factor", "avg_duration_minutes", "ambiguous_exit_count",
+    "final_equity", "total_return_pct", "cagr_pct", "max_drawdown_pct", "max_drawdown_duration_days",
+    "volatility_ann_pct", "sharpe", "sortino", "calmar", "exposure_pct",
 )
 
 SIZING_METHODS = ("fixed-percentage", "kelly-criterion", "atr-based")

@@ -5,7 +5,10 @@ Every report and every `get_data` reads from here; nothing reads execution objec
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from .. import _state
 from ..events import ClosedResult, Mode, Outcome, PartialEvent, PerformanceEvent, RiskEvent, TickResult
@@ -32,6 +35,16 @@ class Run:
     rejections: list[RiskEvent] = field(default_factory=list)
     partials: list[PartialEvent] = field(default_factory=list)
     errors: list[RunError] = field(default_factory=list)
+    initial_capital: float = 0.0
+    # Where the run's 1m closes come from (fetched once, when equity is first asked for).
+    mark_source: Callable[[], Awaitable[tuple[np.ndarray, np.ndarray]]] | None = None
+    _marks: tuple[np.ndarray, np.ndarray] | None = None
+
+    async def marks(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """1m candle open times and closes over the run, to mark the account to market."""
+        if self._marks is None and self.mark_source is not None:
+            self._marks = await self.mark_source()
+        return self._marks
 
     def add(self, result: TickResult) -> None:
         if result.action == "idle":

@@ -6,6 +6,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+import pandas as pd
+
+from .._config import cfg
+from .._equity import EquityStats, TradeArrays, equity_curve, equity_statistics, exposure_mask, resample_last
 from ..events import CancelledResult, ClosedResult, OpenedResult, ScheduledResult
 
 DAY_MS = 86_400_000
@@ -30,6 +35,19 @@ class BacktestStatistics:
     profit_factor: float | None = None
     avg_duration_minutes: float | None = None
     ambiguous_exit_count: int = 0  # trades whose exit candle reached both TP and SL
+    # On the account's equity, marked to market at 1m closes (daily returns for the ratios).
+    initial_capital: float | None = None
+    final_equity: float | None = None
+    total_return_pct: float | None = None
+    cagr_pct: float | None = None
+    max_drawdown_pct: float | None = None
+    max_drawdown_duration_days: float | None = None
+    volatility_ann_pct: float | None = None
+    sharpe: float | None = None
+    sortino: float | None = None
+    calmar: float | None = None
+    exposure_pct: float | None = None
+    buy_and_hold_return_pct: float | None = None
 
 
 def _safe(x: float | None) -> float | None:
@@ -43,9 +61,83 @@ def _mean(xs: Sequence[float]) -> float:
     return s / len(xs)
 
 
-def backtest_statistics(closed: Sequence[ClosedResult]) -> BacktestStatistics:
-    """Every BacktestStatistics field over all closed trades, in close order (D4)."""
-    trades = list(closed)
+EQUITY_FIELDS = ("initial_capital", "final_equity", "total_return_pct", "cagr_pct", "max_drawdown_pct",
+                 "max_drawdown_duration_days", "volatility_ann_pct", "sharpe", "sortino", "calmar",
+                 "exposure_pct", "buy_and_hold_return_pct")
+
+
+def backtest_statistics(closed: Sequence[ClosedResult], equity: EquityStats | None = None) -> BacktestStatistics:
+    """Every BacktestStatistics field over all closed trades, in close order (D4), plus the
+    equity block when the run's equity is known."""
+    stats = _trade_statistics(list(closed))
+    if equity is not None:
+        for name in EQUITY_FIELDS:
+            setattr(stats, name, getattr(equity, name))
+    return stats
+
+
+def trade_arrays(closed: Sequence[ClosedResult], ts: np.ndarray) -> TradeArrays:
+    """Closed trades as TradeArrays on the candle grid `ts`; fees and slippage are charged so
+    that each trade realises exactly its notional x pnl_percentage."""
+    if not closed:
+        return TradeArrays.empty()
+    n = len(ts)
+    side = np.array([1 if t.signal.position == "long" else -1 for t in closed], dtype=np.int64)
+    qty = np.array([t.signal.quantity or 0.0 for t in closed])
+    entry = np.array([t.signal.price_open for t in closed])
+    exit_ = np.array([t.current_price for t in closed])
+    pct = np.array([t.pnl.pnl_percentage for t in closed])
+    # Snap to the candle grid (a trade opened inside a gap is held from the next candle).
+    i_in = np.minimum(np.searchsorted(ts, [t.signal.pending_at for t in closed]), n - 1)
+    i_out = np.maximum(np.minimum(np.searchsorted(ts, [t.close_timestamp for t in closed]), n - 1), i_in)
+    cost = side * qty * (exit_ - entry) - qty * entry * pct / 100  # fees + slippage, in money
+    entry_fee = np.clip(qty * entry * (cfg.CC_PERCENT_FEE + cfg.CC_PERCENT_SLIPPAGE) / 100, 0, np.maximum(cost, 0))
+    exit_fee = np.maximum(cost - entry_fee, 0.0)
+    return TradeArrays(side=side, quantity=np.maximum(qty, 1e-300), entry_ts=ts[i_in], exit_ts=ts[i_out],
+                       entry_price=entry, exit_price=exit_, entry_fee=entry_fee, exit_fee=exit_fee)
+
+
+def equity_series(closed: Sequence[ClosedResult], ts: np.ndarray, close: np.ndarray,
+                  initial_capital: float) -> tuple[np.ndarray, np.ndarray]:
+    """Equity at each 1m close (open positions marked at the close) and the exposure mask."""
+    trades = trade_arrays(closed, ts)
+    return equity_curve(ts, close, trades, initial_capital), exposure_mask(ts, trades)
+
+
+def equity_block(closed: Sequence[ClosedResult], ts: np.ndarray, close: np.ndarray,
+                 initial_capital: float) -> EquityStats | None:
+    """The equity statistics of a run over its 1m marks (None without marks)."""
+    if not len(ts):
+        return None
+    eq, exposed = equity_series(closed, ts, close, initial_capital)
+    return equity_statistics(resample_last(ts, eq, "1m"), initial_capital=initial_capital,
+                             annualization_days=cfg.CC_ANNUALIZATION_DAYS,
+                             exposure_pct=float(exposed.mean() * 100),
+                             benchmark=pd.Series(close))
+
+
+def trades_frame(closed: Sequence[ClosedResult]) -> pd.DataFrame:
+    """Closed trades as a DataFrame (one row each, in close order)."""
+    rows = []
+    for t in closed:
+        s, q = t.signal, t.signal.quantity or 0.0
+        rows.append({
+            "id": s.id, "symbol": t.symbol, "strategy_name": t.strategy_name, "position": s.position,
+            "order_type": s.order_type if s.scheduled_at != s.pending_at or s.is_scheduled else "market",
+            "open_time": pd.Timestamp(s.pending_at, unit="ms", tz="UTC"),
+            "close_time": pd.Timestamp(t.close_timestamp, unit="ms", tz="UTC"),
+            "pending_at": s.pending_at, "close_timestamp": t.close_timestamp, "quantity": q,
+            "price_open": s.price_open, "price_close": t.current_price, "price_take_profit": s.price_take_profit,
+            "price_stop_loss": s.price_stop_loss, "notional": q * s.price_open, "close_reason": t.close_reason,
+            "pnl_percentage": t.pnl.pnl_percentage, "pnl_money": q * s.price_open * t.pnl.pnl_percentage / 100,
+            "ambiguous_exit": t.ambiguous_exit, "note": s.note})
+    columns = ["id", "symbol", "strategy_name", "position", "order_type", "open_time", "close_time", "pending_at",
+               "close_timestamp", "quantity", "price_open", "price_close", "price_take_profit", "price_stop_loss",
+               "notional", "close_reason", "pnl_percentage", "pnl_money", "ambiguous_exit", "note"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _trade_statistics(trades: list[ClosedResult]) -> BacktestStatistics:
     n = len(trades)
     if n == 0:
         return BacktestStatistics()

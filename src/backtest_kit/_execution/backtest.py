@@ -6,12 +6,16 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
+import numpy as np
+import pandas as pd
+
 from .. import _registry as registry
 from .._engine import risk
 from .._engine.machine import Machine
-from .._engine.runs import runs
+from .._engine.runs import Run, runs
 from .._engine.sink import Sink
-from .._engine.stats import BacktestStatistics, backtest_statistics
+from .._engine.stats import BacktestStatistics, backtest_statistics, equity_block, equity_series, trades_frame
+from .._equity import resample_last
 from .._exchange import ExchangeClient, maybe_await
 from .._frames import timeframes
 from .._hub import hub
@@ -19,6 +23,7 @@ from .._report.backtest import render_backtest_report
 from .._report.table import Column
 from .._schema import callback
 from .._time import MINUTE_MS, to_datetime
+from ..errors import ValidationError
 from ..events import DoneEvent, Outcome, PerformanceEvent, ProgressEvent
 from .base import BackgroundRun, Facade, Instance
 
@@ -121,7 +126,32 @@ async def run_frames(symbol: str, strategy_name: str, exchange_name: str, frame_
         i += 1
     if progress_on:
         await hub.emit("backtest_progress", ProgressEvent(exchange_name, strategy_name, symbol, n, n, 1.0))
+    _mark(sink, exchange, frame.start_ms, frame.end_ms)
     await timer.sample("backtest_total", run_started)
+
+
+def _mark(sink: Sink, exchange: ExchangeClient, start: int, end: int) -> None:
+    """Let the run fetch its 1m closes, from the frame's start to its end or the last close
+    after it, when its equity is first asked for (a run nobody asks about fetches nothing)."""
+    run = sink.run
+    run.initial_capital = sink.account.initial
+    last = max([end, *(r.close_timestamp for r in run.results)])
+
+    async def source() -> tuple[np.ndarray, np.ndarray]:
+        c = await exchange.range(sink.symbol, "1m", start, last + MINUTE_MS)
+        return c.timestamp.astype(np.int64), c.close.astype(np.float64)
+
+    run.mark_source = source
+
+
+async def _marks(run: Run, method: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The run's 1m closes, or None (reported) when the candles cannot be had: the trades
+    stand, only the equity figures are missing."""
+    try:
+        return await run.marks()
+    except Exception as e:  # noqa: BLE001 - reported, never silent
+        await hub.report(e, f"Backtest.{method} {run.symbol} {run.strategy_name}: equity marks")
+        return None
 
 
 class BacktestUtils(Facade[Instance]):
@@ -159,17 +189,42 @@ class BacktestUtils(Facade[Instance]):
         registry.validate_strategy_refs(strategy_name, "Backtest.stop")
         self._stop(symbol, strategy_name)
 
-    def _stats(self, symbol: str, strategy_name: str, method: str) -> BacktestStatistics:
+    def _run(self, symbol: str, strategy_name: str, method: str) -> Run | None:
         registry.validate_strategy_refs(strategy_name, f"Backtest.{method}")
         self._registry.get(symbol, strategy_name)  # get_data memoises the instance, as 1.5.27 does
-        run = runs.get("backtest", symbol, strategy_name)
-        return backtest_statistics(run.closed if run is not None else [])
+        return runs.get("backtest", symbol, strategy_name)
+
+    async def _stats(self, symbol: str, strategy_name: str, method: str) -> BacktestStatistics:
+        run = self._run(symbol, strategy_name, method)
+        if run is None:
+            return backtest_statistics([])
+        marks = await _marks(run, method)
+        closed = run.closed
+        equity = equity_block(closed, *marks, run.initial_capital) if marks is not None else None
+        return backtest_statistics(closed, equity)
+
+    async def get_trades(self, symbol: str, strategy_name: str) -> pd.DataFrame:
+        """Every closed trade: times, prices, quantity, notional and PnL in percent and money."""
+        run = self._run(symbol, strategy_name, "get_trades")
+        return trades_frame(run.closed if run is not None else [])
+
+    async def get_equity(self, symbol: str, strategy_name: str, freq: str = "1d") -> pd.Series:
+        """The account's equity, open positions marked at candle closes, sampled at the last 1m
+        close of each `freq` bucket ("1m", "1h", "1d"); indexed by UTC bucket start."""
+        if freq not in ("1m", "1h", "1d"):
+            raise ValidationError(f"Backtest.get_equity: freq must be '1m', '1h' or '1d', got {freq!r}")
+        run = self._run(symbol, strategy_name, "get_equity")
+        marks = await _marks(run, "get_equity") if run is not None else None
+        if run is None or marks is None or not len(marks[0]):
+            return pd.Series([], dtype=float, index=pd.DatetimeIndex([], tz="UTC"), name="equity")
+        eq, _ = equity_series(run.closed, *marks, run.initial_capital)
+        return resample_last(marks[0], eq, freq).rename("equity")  # type: ignore[arg-type]
 
     async def get_data(self, symbol: str, strategy_name: str) -> BacktestStatistics:
-        return self._stats(symbol, strategy_name, "get_data")
+        return await self._stats(symbol, strategy_name, "get_data")
 
     async def get_report(self, symbol: str, strategy_name: str, columns: Sequence[Column] | None = None) -> str:
-        stats = self._stats(symbol, strategy_name, "get_report")
+        stats = await self._stats(symbol, strategy_name, "get_report")
         return await render_backtest_report(symbol, strategy_name, stats, columns)
 
     async def dump(self, symbol: str, strategy_name: str, path: str | None = None,

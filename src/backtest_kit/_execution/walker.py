@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .. import _registry as registry
-from .._engine.stats import BacktestStatistics, backtest_statistics
+from .._engine.stats import BacktestStatistics
 from .._hub import call_reporting, hub
 from .._report.walker import render_walker_report
 from .._schema import callback
 from ..errors import BacktestKitError
 from ..events import DoneEvent, StrategyResult, WalkerComplete, WalkerProgress, WalkerProgressEvent, WalkerStatistics
-from .backtest import run_frames
+from .backtest import Backtest, run_frames
 from .base import BackgroundRun, Facade, Instance
 
 
@@ -62,17 +62,14 @@ class WalkerUtils(Facade[WalkerInstance]):
             await _call(cbs, "on_strategy_start", name, symbol)
             # The walked strategy's run goes to the run log like any backtest, so Backtest,
             # Risk, Partial and Schedule reports see it.
-            closed = []
             try:
-                async for outcome in run_frames(symbol, name, schema.exchange_name, schema.frame_name,
-                                                inst.attach):
-                    if outcome.action == "closed":
-                        closed.append(outcome)
+                async for _ in run_frames(symbol, name, schema.exchange_name, schema.frame_name, inst.attach):
+                    pass
+                stats = await Backtest.get_data(symbol, name)  # from the run log, equity block included
             except Exception as e:  # noqa: BLE001 - a failing strategy is reported; the walk goes on
                 await hub.report(e, f"Walker {walker_name} strategy {name}")
                 await _call(cbs, "on_strategy_error", name, symbol, e)
                 continue
-            stats = backtest_statistics(closed)
             value = metric_value(stats, metric)
             best_stats = data.best_stats
             if value is not None and (best is None or value > best):  # ties keep the earlier one

@@ -59,17 +59,37 @@ def summary_lines(s: BacktestStatistics) -> list[str]:
         f"**Closed signals:** {s.total_signals}",
         f"**Win rate:** {_better(win_rate, 'higher')}",
         f"**Average PNL:** {_better(fmt_pct(s.avg_pnl), 'higher')}",
-        f"**Total PNL:** {_better(fmt_pct(s.total_pnl), 'higher')}",
+        f"**Total PNL (sum of per-trade %):** {_better(fmt_pct(s.total_pnl), 'higher')}",
         f"**Standard Deviation:** {_better(_unit(s.std_dev, 3, '%'), 'lower')}",
         f"**Sharpe Ratio:** {_better(fmt_num(s.sharpe_ratio, 3), 'higher')}",
         f"**Annualized Sharpe Ratio:** {_better(fmt_num(s.annualized_sharpe_ratio, 3), 'higher')}",
         f"**Certainty Ratio:** {_better(fmt_num(s.certainty_ratio, 3), 'higher')}",
         f"**Expected Yearly Returns:** {_better(fmt_pct(s.expected_yearly_returns), 'higher')}",
-        f"**Max Drawdown:** {_better(_unit(s.max_drawdown, 2, '%'), 'lower')}",
+        f"**Max Drawdown (of summed per-trade %):** {_better(_unit(s.max_drawdown, 2, '%'), 'lower')}",
         f"**Profit Factor:** {_better(fmt_num(s.profit_factor, 3), 'higher')}",
         f"**Average Duration:** {_unit(s.avg_duration_minutes, 1, ' min')}",
         f"**Ambiguous exits:** {s.ambiguous_exit_count} (exit candle reached both TP and SL; "
         f"CC_INTRABAR_POLICY={cfg.CC_INTRABAR_POLICY})",
+    ]
+
+
+def equity_lines(s: BacktestStatistics) -> list[str]:
+    """The account block: equity marked to market, compounded, ratios from daily returns."""
+    if s.final_equity is None or s.initial_capital is None:
+        return []
+    money = f"{s.initial_capital:,.2f} -> {s.final_equity:,.2f}"
+    return [
+        "## Account",
+        f"**Equity:** {money} ({fmt_pct(s.total_return_pct)} compounded; buy and hold "
+        f"{fmt_pct(s.buy_and_hold_return_pct)})",
+        f"**CAGR:** {fmt_pct(s.cagr_pct)}",
+        f"**Max drawdown (equity):** {_unit(s.max_drawdown_pct, 2, '%')}, longest "
+        f"{_unit(s.max_drawdown_duration_days, 1, ' days')}",
+        f"**Volatility (annualised):** {_unit(s.volatility_ann_pct, 2, '%')}",
+        f"**Sharpe / Sortino / Calmar:** {fmt_num(s.sharpe, 3)} / {fmt_num(s.sortino, 3)} / {fmt_num(s.calmar, 3)} "
+        f"(daily returns, {cfg.CC_ANNUALIZATION_DAYS} days a year)",
+        f"**Exposure:** {_unit(s.exposure_pct, 1, '% of the time in a position')}",
+        "## Trades",
     ]
 
 
@@ -87,7 +107,7 @@ async def render_backtest_report(symbol: str, strategy_name: str, stats: Backtes
     if hidden:
         rows = rows[:max_rows]
     table = await render_table(rows, backtest_columns() if columns is None else columns)
-    parts = [title, f"**Symbol:** {symbol}"] + ([table] if table else [])
+    parts = [title, f"**Symbol:** {symbol}", *equity_lines(stats)] + ([table] if table else [])
     if hidden:
         parts.append(f"… and {hidden} more trades (see get_data for all)")
     return "\n\n".join(parts + summary_lines(stats))
