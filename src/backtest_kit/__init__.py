@@ -15,6 +15,7 @@ from ._engine.stats import BacktestStatistics, LiveStatistics
 from ._execution.backtest import Backtest
 from ._execution.base import BackgroundRun, InstanceStatus
 from ._execution.live import Live
+from ._execution.portfolio import Portfolio, PortfolioRow, PortfolioStatistics
 from ._execution.walker import Walker
 from ._logging import set_logger
 from ._persist import (
@@ -122,7 +123,8 @@ __all__ = [
     "Signal", "SignalRow", "PnL", "TickResult", "IdleResult", "ScheduledResult", "WaitingResult", "OpenedResult",
     "ActiveResult", "ClosedResult", "CancelledResult",
     # execution
-    "Backtest", "Live", "Walker", "BackgroundRun", "InstanceStatus", "BacktestStatistics", "LiveStatistics",
+    "Backtest", "Live", "Walker", "Portfolio", "PortfolioStatistics", "PortfolioRow", "BackgroundRun",
+    "InstanceStatus", "BacktestStatistics", "LiveStatistics",
     "Clock", "SystemClock", "VirtualClock",
     # events
     "DoneEvent", "ProgressEvent", "PerformanceEvent", "RiskEvent", "PartialEvent", "WalkerProgress",

@@ -11,6 +11,7 @@ import pandas as pd
 
 from .. import _registry as registry
 from .._engine import risk
+from .._engine.account import Account
 from .._engine.machine import Machine
 from .._engine.runs import Run, runs
 from .._engine.sink import Sink
@@ -45,61 +46,66 @@ class Timer:
         await self.sink.performance(event)
 
 
-async def run_frames(symbol: str, strategy_name: str, exchange_name: str, frame_name: str,
-                     attach: Callable[[Machine], None]) -> AsyncIterator[Outcome]:
-    """The backtest generator: yields every closed and cancelled result in time order.
+class FrameLoop:
+    """One (symbol, strategy) walking a frame's timeframes; `step()` handles one frame.
 
-    `attach(machine)` lets the caller's stop() reach the run's machine.
+    `next_time` is the frame the next step handles (None when done), so several loops can be
+    merged in one time order (a portfolio) or driven alone (`run_frames`).
     """
-    strategy = registry.get_strategy(strategy_name, "Backtest.run")
-    frame = registry.get_frame(frame_name, "Backtest.run")
-    exchange = ExchangeClient(registry.get_exchange(exchange_name, "Backtest.run"), backtest=True)
-    books = [risk.book(name, True) for name in strategy.risk_names]
-    for b in books:  # a new run starts flat for this strategy and symbol
-        b.forget(strategy_name, symbol)
-    sink = Sink(strategy, symbol, backtest=True, run=runs.start("backtest", symbol, strategy_name), books=books)
-    state = Machine(strategy, exchange, symbol, sink)
-    attach(state)
-    frames = timeframes(frame.start_ms, frame.end_ms, frame.interval)
-    on_timeframe = callback(frame.callbacks, "on_timeframe")
-    if on_timeframe is not None:
-        await maybe_await(on_timeframe([to_datetime(int(t)) for t in frames], frame.start_date,
-                                       frame.end_date, frame.interval))
-    n = len(frames)
-    timer = Timer(sink, exchange_name)
-    run_started = time.perf_counter()
-    progress_on = hub.has("backtest_progress")
-    last_pct = -1
-    step = state.interval_ms
-    first = int(frames[0]) if n else 0
-    fstep = int(frames[1] - frames[0]) if n > 1 else 1
 
-    def at_or_after(t: int) -> int:
+    def __init__(self, machine: Machine, frames: np.ndarray, exchange_name: str, timer: Timer):
+        self.machine = machine
+        self.sink = machine.sink
+        self.frames = frames
+        self.n = len(frames)
+        self.exchange_name = exchange_name
+        self.timer = timer
+        self.i = 0
+        self.done = self.n == 0
+        self.progress_on = hub.has("backtest_progress")
+        self._last_pct = -1
+        self._first = int(frames[0]) if self.n else 0
+        self._fstep = int(frames[1] - frames[0]) if self.n > 1 else 1
+
+    @property
+    def next_time(self) -> int | None:
+        return None if self.done else int(self.frames[self.i])
+
+    def _at_or_after(self, t: int) -> int:
         """Index of the first frame >= t (frames are evenly spaced)."""
-        k = -(-(t - first) // fstep)
+        k = -(-(t - self._first) // self._fstep)
         return max(k, 0)
 
-    i = 0
-    while i < n:
-        when = int(frames[i])
-        if progress_on and i * 100 // n > last_pct:
-            last_pct = i * 100 // n
-            await hub.emit("backtest_progress", ProgressEvent(exchange_name, strategy_name, symbol, n, i, i / n))
+    def _go(self, i: int) -> None:
+        self.i = i
+        if i >= self.n:
+            self.done = True
+
+    async def step(self) -> Outcome | None:
+        """Handle frame `i`: skip a throttled idle bucket, or tick; returns what closed or was cancelled."""
+        state, sink, i, n = self.machine, self.sink, self.i, self.n
+        when = int(self.frames[i])
+        if self.progress_on and i * 100 // n > self._last_pct:
+            self._last_pct = i * 100 // n
+            await hub.emit("backtest_progress", ProgressEvent(self.exchange_name, state.strategy_name, state.symbol,
+                                                             n, i, i / n))
         observed = sink.observes_ticks  # listeners may come and go during a run
+        step = state.interval_ms
         if state.pending is None and state.scheduled is None:
             if state.stopped:
-                break
+                self.done = True
+                return None
             if not observed and not state.may_ask(when):
                 # Nothing open, nothing waiting, get_signal throttled: skip to the next bucket.
-                i = at_or_after((when // step + 1) * step)
-                continue
+                self._go(self._at_or_after((when // step + 1) * step))
+                return None
         frame_started = time.perf_counter()
         try:
             result = await state.tick(when)
         except Exception as e:  # noqa: BLE001 - a failed frame is reported and skipped
-            await sink.error(e, f"Backtest {symbol} {strategy_name} at {to_datetime(when).isoformat()}")
-            i += 1
-            continue
+            await sink.error(e, f"Backtest {state.symbol} {state.strategy_name} at {to_datetime(when).isoformat()}")
+            self._go(i + 1)
+            return None
         outcome: Outcome | None = None
         if result.action == "opened" or (result.action == "scheduled" and not state.stopped):
             # (a limit order placed while a stop is pending is dropped by the next tick instead)
@@ -107,27 +113,67 @@ async def run_frames(symbol: str, strategy_name: str, exchange_name: str, frame_
             try:
                 outcome = await state.run_to_end(when)
             except Exception as e:  # noqa: BLE001 - the signal stays; later ticks watch it
-                await sink.error(e, f"Backtest {symbol} {strategy_name} fast path")
-            await timer.sample("backtest_signal", signal_started)
+                await sink.error(e, f"Backtest {state.symbol} {state.strategy_name} fast path")
+            await self.timer.sample("backtest_signal", signal_started)
         elif result.action == "closed" or result.action == "cancelled":
             outcome = result  # D20: tick-level closes are yielded too
-        await timer.sample("backtest_timeframe", frame_started)
+        await self.timer.sample("backtest_timeframe", frame_started)
         if outcome is not None:
-            yield outcome
             # D3: resume at the first frame at or after close + 1 minute.
-            i = at_or_after(outcome.close_timestamp + MINUTE_MS)
-            continue
+            self._go(self._at_or_after(outcome.close_timestamp + MINUTE_MS))
+            return outcome
         if result.action == "idle":
             if state.stopped or state.data_ended:
-                break
+                self.done = True
+                return None
             if not observed:
-                i = at_or_after((when // step + 1) * step)
-                continue
-        i += 1
-    if progress_on:
-        await hub.emit("backtest_progress", ProgressEvent(exchange_name, strategy_name, symbol, n, n, 1.0))
+                self._go(self._at_or_after((when // step + 1) * step))
+                return None
+        self._go(i + 1)
+        return None
+
+    async def finish(self) -> None:
+        if self.progress_on:
+            await hub.emit("backtest_progress", ProgressEvent(self.exchange_name, self.machine.strategy_name,
+                                                             self.machine.symbol, self.n, self.n, 1.0))
+
+
+async def open_loop(symbol: str, strategy_name: str, exchange: ExchangeClient, frame_name: str,
+                    attach: Callable[[Machine], None], account: Account | None = None) -> FrameLoop:
+    """Build the run of (symbol, strategy) over a frame: run log entry, sink, machine, loop."""
+    strategy = registry.get_strategy(strategy_name, "Backtest.run")
+    frame = registry.get_frame(frame_name, "Backtest.run")
+    books = [risk.book(name, True) for name in strategy.risk_names]
+    for b in books:  # a new run starts flat for this strategy and symbol
+        b.forget(strategy_name, symbol)
+    sink = Sink(strategy, symbol, backtest=True, run=runs.start("backtest", symbol, strategy_name), books=books,
+                account=account)
+    state = Machine(strategy, exchange, symbol, sink)
+    attach(state)
+    frames = timeframes(frame.start_ms, frame.end_ms, frame.interval)
+    on_timeframe = callback(frame.callbacks, "on_timeframe")
+    if on_timeframe is not None:
+        await maybe_await(on_timeframe([to_datetime(int(t)) for t in frames], frame.start_date,
+                                       frame.end_date, frame.interval))
     _mark(sink, exchange, frame.start_ms, frame.end_ms)
-    await timer.sample("backtest_total", run_started)
+    return FrameLoop(state, frames, exchange.name, Timer(sink, exchange.name))
+
+
+async def run_frames(symbol: str, strategy_name: str, exchange_name: str, frame_name: str,
+                     attach: Callable[[Machine], None]) -> AsyncIterator[Outcome]:
+    """The backtest generator: yields every closed and cancelled result in time order.
+
+    `attach(machine)` lets the caller's stop() reach the run's machine.
+    """
+    exchange = ExchangeClient(registry.get_exchange(exchange_name, "Backtest.run"), backtest=True)
+    loop = await open_loop(symbol, strategy_name, exchange, frame_name, attach)
+    run_started = time.perf_counter()
+    while not loop.done:
+        outcome = await loop.step()
+        if outcome is not None:
+            yield outcome
+    await loop.finish()
+    await loop.timer.sample("backtest_total", run_started)
 
 
 def _mark(sink: Sink, exchange: ExchangeClient, start: int, end: int) -> None:
@@ -135,9 +181,9 @@ def _mark(sink: Sink, exchange: ExchangeClient, start: int, end: int) -> None:
     after it, when its equity is first asked for (a run nobody asks about fetches nothing)."""
     run = sink.run
     run.initial_capital = sink.account.initial
-    last = max([end, *(r.close_timestamp for r in run.results)])
 
     async def source() -> tuple[np.ndarray, np.ndarray]:
+        last = max([end, *(r.close_timestamp for r in run.results)])
         c = await exchange.range(sink.symbol, "1m", start, last + MINUTE_MS)
         return c.timestamp.astype(np.int64), c.close.astype(np.float64)
 

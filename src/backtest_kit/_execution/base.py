@@ -106,6 +106,9 @@ class Registry(Generic[I]):
         """The instance if it exists (never creates one)."""
         return self._instances.get((symbol, name))
 
+    def all(self) -> list[I]:
+        return list(self._instances.values())
+
     def statuses(self) -> list[InstanceStatus]:
         return [InstanceStatus(i.id, i.symbol, i.name, i.status) for i in self._instances.values()]
 
