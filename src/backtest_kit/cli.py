@@ -31,6 +31,7 @@ from rich.table import Table
 
 import backtest_kit as bk
 
+from ._report.backtest import headline
 from ._time import FRAME_INTERVALS, MINUTE_MS, STRATEGY_INTERVALS, interval_ms, iso, to_ms
 from .demo import ArrayExchange, GetSignal, rule_strategy
 
@@ -275,32 +276,11 @@ def _fmt(x: float | None, spec: str, unit: str = "") -> str:
     return "N/A" if x is None else format(x, spec) + unit
 
 
-def summary_rows(s: bk.BacktestStatistics) -> list[tuple[str, str]]:
-    """(label, text) pairs of the headline statistics; undefined values read N/A."""
-    equity = f"{_fmt(s.initial_capital, ',.2f')} -> {_fmt(s.final_equity, ',.2f')}"
-    return [
-        ("Equity", equity),
-        ("Return (compounded)", _fmt(s.total_return_pct, "+.2f", "%")),
-        ("CAGR", _fmt(s.cagr_pct, "+.2f", "%")),
-        ("Max drawdown (equity)", _fmt(s.max_drawdown_pct, ".2f", "%")),
-        ("Sharpe / Sortino (daily)", f"{_fmt(s.sharpe, '.3f')} / {_fmt(s.sortino, '.3f')}"),
-        ("Exposure", _fmt(s.exposure_pct, ".1f", "%")),
-        ("Buy and hold", _fmt(s.buy_and_hold_return_pct, "+.2f", "%")),
-        ("Trades", str(s.total_signals)),
-        ("Win rate", _fmt(s.win_rate, ".2f", f"% ({s.win_count}W / {s.loss_count}L)")),
-        ("Sum of trade PnL %", _fmt(s.total_pnl, "+.2f", "%")),
-        ("Avg PnL", _fmt(s.avg_pnl, "+.3f", "%")),
-        ("Sharpe (per trade)", _fmt(s.sharpe_ratio, ".3f")),
-        ("Profit factor", _fmt(s.profit_factor, ".3f")),
-        ("Avg duration", _fmt(s.avg_duration_minutes, ".1f", " min")),
-    ]
-
-
 def summary_table(s: bk.BacktestStatistics, spec: RunSpec) -> Table:
     table = Table(title=f"Backtest {spec.strategy_name} on {spec.symbol}")
     table.add_column("Metric")
     table.add_column("Value", justify="right")
-    for label, text in summary_rows(s):
+    for label, text in headline(s):
         table.add_row(label, text)
     return table
 

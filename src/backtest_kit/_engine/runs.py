@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _state
+from .._candles import Candles
 from ..events import ClosedResult, Mode, Outcome, PartialEvent, PerformanceEvent, RiskEvent, TickResult
 
 
@@ -36,15 +37,20 @@ class Run:
     partials: list[PartialEvent] = field(default_factory=list)
     errors: list[RunError] = field(default_factory=list)
     initial_capital: float = 0.0
-    # Where the run's 1m closes come from (fetched once, when equity is first asked for).
-    mark_source: Callable[[], Awaitable[tuple[np.ndarray, np.ndarray]]] | None = None
-    _marks: tuple[np.ndarray, np.ndarray] | None = None
+    # Where the run's 1m candles come from (fetched once, when equity or a chart is first asked for).
+    mark_source: Callable[[], Awaitable[Candles]] | None = None
+    _candles: Candles | None = None
+
+    async def candles(self) -> Candles | None:
+        """The run's 1m candles, from the frame's start to its end (or its last close)."""
+        if self._candles is None and self.mark_source is not None:
+            self._candles = await self.mark_source()
+        return self._candles
 
     async def marks(self) -> tuple[np.ndarray, np.ndarray] | None:
         """1m candle open times and closes over the run, to mark the account to market."""
-        if self._marks is None and self.mark_source is not None:
-            self._marks = await self.mark_source()
-        return self._marks
+        c = await self.candles()
+        return None if c is None else (c.timestamp.astype(np.int64), c.close.astype(np.float64))
 
     def add(self, result: TickResult) -> None:
         if result.action == "idle":

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .. import _registry as registry
+from .._candles import Candles
 from .._engine import risk
 from .._engine.account import Account
 from .._engine.machine import Machine
@@ -21,12 +22,13 @@ from .._exchange import ExchangeClient, maybe_await
 from .._frames import timeframes
 from .._hub import hub
 from .._report.backtest import render_backtest_report
+from .._report.html import backtest_page
 from .._report.table import Column
 from .._schema import callback
 from .._time import MINUTE_MS, to_datetime
 from ..errors import ValidationError
 from ..events import DoneEvent, Outcome, PerformanceEvent, ProgressEvent
-from .base import BackgroundRun, Facade, Instance
+from .base import BackgroundRun, Facade, Instance, check_format
 
 
 class Timer:
@@ -182,10 +184,10 @@ def _mark(sink: Sink, exchange: ExchangeClient, start: int, end: int) -> None:
     run = sink.run
     run.initial_capital = sink.account.initial
 
-    async def source() -> tuple[np.ndarray, np.ndarray]:
+    async def source() -> Candles:
         last = max([end, *(r.close_timestamp for r in run.results)])
         c = await exchange.range(sink.symbol, "1m", start, last + MINUTE_MS)
-        return c.timestamp.astype(np.int64), c.close.astype(np.float64)
+        return Candles(*(np.array(getattr(c, k)) for k in ("timestamp", "open", "high", "low", "close", "volume")))
 
     run.mark_source = source
 
@@ -274,9 +276,19 @@ class BacktestUtils(Facade[Instance]):
         return await render_backtest_report(symbol, strategy_name, stats, columns)
 
     async def dump(self, symbol: str, strategy_name: str, path: str | None = None,
-                   columns: Sequence[Column] | None = None) -> str:
-        """Write the report; `path` is a directory (default ./dump/backtest) or a .md file."""
-        return await self._dump(await self.get_report(symbol, strategy_name, columns), path, strategy_name)
+                   columns: Sequence[Column] | None = None, format: str = "md") -> str:
+        """Write the report; `path` is a directory (default ./dump/backtest) or a .md / .html file.
+        `format="html"`: one self-contained page with the chart of candles, trades, equity and
+        drawdown, the statistics and a sortable trade table (opens with no network)."""
+        ext = check_format(format, "Backtest.dump")
+        if ext == ".md":
+            return await self._dump(await self.get_report(symbol, strategy_name, columns), path, strategy_name)
+        stats = await self._stats(symbol, strategy_name, "dump")
+        run = runs.get("backtest", symbol, strategy_name)
+        if run is None:
+            raise ValidationError(f"Backtest.dump: {strategy_name!r} has not run on {symbol}; run it first")
+        page = await backtest_page(run, stats, f"Backtest {strategy_name} on {symbol}")
+        return await self._dump(page, path, strategy_name, ext)
 
 
 Backtest = BacktestUtils()

@@ -14,7 +14,7 @@ from .. import _state
 from .._hub import hub
 from .._report.backtest import write_report
 from .._report.source import report_path
-from ..errors import BacktestKitError
+from ..errors import BacktestKitError, ValidationError
 from ..events import DoneEvent
 
 
@@ -166,8 +166,15 @@ class Facade(Generic[I]):
     async def list(self) -> list[InstanceStatus]:
         return self._registry.statuses()
 
-    async def _dump(self, text: str, path: str | None, name: str) -> str:
-        return await write_report(report_path(path, self.folder, name), text)
+    async def _dump(self, text: str, path: str | None, name: str, ext: str = ".md") -> str:
+        return await write_report(report_path(path, self.folder, name, ext), text)
+
+
+def check_format(format: str, method: str) -> str:
+    """The report format of a dump: ".md" or ".html"."""
+    if format not in ("md", "html"):
+        raise ValidationError(f"{method}: format must be 'md' or 'html', got {format!r}")
+    return "." + format
 
 
 class BackgroundRun:

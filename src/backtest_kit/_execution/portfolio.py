@@ -24,11 +24,12 @@ from .._equity import equity_curve, equity_statistics, exposure_mask, resample_l
 from .._exchange import ExchangeClient
 from .._hub import hub
 from .._report.backtest import equity_lines, summary_lines
+from .._report.html import comparison_page, equity_curve_of
 from .._report.table import fmt_num, fmt_pct
 from ..errors import ValidationError
 from ..events import ClosedResult, DoneEvent, Outcome
 from .backtest import FrameLoop, open_loop
-from .base import BackgroundRun, Facade, Instance
+from .base import BackgroundRun, Facade, Instance, check_format
 
 
 @dataclass(slots=True)
@@ -198,9 +199,25 @@ class PortfolioUtils(Facade[PortfolioInstance]):
                          f"{r.pnl_money:,.2f} | {fmt_num(r.sharpe_ratio, 3)} |")
         return "\n\n".join(lines[:4]) + "\n\n" + "\n".join(lines[4:]) + "\n\n" + "\n\n".join(summary_lines(s))
 
-    async def dump(self, frame_name: str, path: str | None = None) -> str:
-        """Write the report; `path` is a directory (default ./dump/portfolio) or a .md file."""
-        return await self._dump(await self.get_report(frame_name), path, frame_name)
+    async def dump(self, frame_name: str, path: str | None = None, format: str = "md") -> str:
+        """Write the report; `path` is a directory (default ./dump/portfolio) or a .md / .html file.
+        `format="html"`: the account's equity beside each symbol's, and a row per symbol and strategy."""
+        ext = check_format(format, "Portfolio.dump")
+        if ext == ".md":
+            return await self._dump(await self.get_report(frame_name), path, frame_name)
+        inst = self._latest(frame_name, "dump")
+        s = await self._stats(inst, frame_name)
+        ts, eq, _ = await _equity(inst)
+        curves: dict[str, tuple[np.ndarray, np.ndarray]] = {"account": (ts, eq)} if len(ts) else {}
+        for run in inst.runs:
+            curve = await equity_curve_of(run)
+            if curve is not None:
+                curves[f"{run.symbol} {run.strategy_name}"] = curve
+        metrics: dict[str, float | None] = {f"{r.symbol} {r.strategy_name}": r.pnl_money for r in s.rows}
+        rows = [{"symbol": r.symbol, "strategy": r.strategy_name, "trades": r.total_signals, "win rate": r.win_rate,
+                 "PnL (sum of %)": r.total_pnl, "PnL (money)": r.pnl_money} for r in s.rows]
+        page = comparison_page(f"Portfolio on {frame_name}", curves, "PnL (money)", metrics, rows)
+        return await self._dump(page, path, frame_name, ext)
 
 
 class _Machines:

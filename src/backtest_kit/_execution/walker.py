@@ -8,14 +8,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .. import _registry as registry
+from .._engine.runs import runs
 from .._engine.stats import BacktestStatistics
 from .._hub import call_reporting, hub
+from .._report.backtest import headline
+from .._report.html import comparison_page, equity_curve_of
 from .._report.walker import render_walker_report
 from .._schema import callback
 from ..errors import BacktestKitError
 from ..events import DoneEvent, StrategyResult, WalkerComplete, WalkerProgress, WalkerProgressEvent, WalkerStatistics
 from .backtest import Backtest, run_frames
-from .base import BackgroundRun, Facade, Instance
+from .base import BackgroundRun, Facade, Instance, check_format
 
 
 def metric_value(stats: BacktestStatistics, metric: str) -> float | None:
@@ -117,10 +120,24 @@ class WalkerUtils(Facade[WalkerInstance]):
         return await render_walker_report(await self.get_data(symbol, walker_name), strategy_columns, pnl_columns)
 
     async def dump(self, symbol: str, walker_name: str, path: str | None = None, strategy_columns: Any = None,
-                   pnl_columns: Any = None) -> str:
-        """Write the report; `path` is a directory (default ./dump/walker) or a .md file."""
-        text = await self.get_report(symbol, walker_name, strategy_columns, pnl_columns)
-        return await self._dump(text, path, walker_name)
+                   pnl_columns: Any = None, format: str = "md") -> str:
+        """Write the report; `path` is a directory (default ./dump/walker) or a .md / .html file.
+        `format="html"`: the strategies' equity curves, the metric per strategy and their statistics."""
+        ext = check_format(format, "Walker.dump")
+        if ext == ".md":
+            text = await self.get_report(symbol, walker_name, strategy_columns, pnl_columns)
+            return await self._dump(text, path, walker_name)
+        data = await self.get_data(symbol, walker_name)
+        curves, metrics, rows = {}, {}, []
+        for result in data.strategy_results:
+            run = runs.get("backtest", symbol, result.strategy_name)
+            curve = await equity_curve_of(run) if run is not None else None
+            if curve is not None:
+                curves[result.strategy_name] = curve
+            metrics[result.strategy_name] = result.metric_value
+            rows.append({"strategy": result.strategy_name, **{label: text for label, text in headline(result.stats)}})
+        page = comparison_page(f"Walker {walker_name} on {symbol}", curves, data.metric, metrics, rows)
+        return await self._dump(page, path, walker_name, ext)
 
 
 async def _call(cbs: Any, name: str, *args: Any) -> None:

@@ -73,6 +73,30 @@ def summary_lines(s: BacktestStatistics) -> list[str]:
     ]
 
 
+def _f(x: float | None, spec: str, unit: str = "") -> str:
+    return "N/A" if x is None else format(x, spec) + unit
+
+
+def headline(s: BacktestStatistics) -> list[tuple[str, str]]:
+    """(label, text) pairs of the headline statistics, equity first; undefined values read N/A."""
+    return [
+        ("Equity", f"{_f(s.initial_capital, ',.2f')} -> {_f(s.final_equity, ',.2f')}"),
+        ("Return (compounded)", _f(s.total_return_pct, "+.2f", "%")),
+        ("CAGR", _f(s.cagr_pct, "+.2f", "%")),
+        ("Max drawdown (equity)", _f(s.max_drawdown_pct, ".2f", "%")),
+        ("Sharpe / Sortino (daily)", f"{_f(s.sharpe, '.3f')} / {_f(s.sortino, '.3f')}"),
+        ("Exposure", _f(s.exposure_pct, ".1f", "%")),
+        ("Buy and hold", _f(s.buy_and_hold_return_pct, "+.2f", "%")),
+        ("Trades", str(s.total_signals)),
+        ("Win rate", _f(s.win_rate, ".2f", f"% ({s.win_count}W / {s.loss_count}L)")),
+        ("Sum of trade PnL %", _f(s.total_pnl, "+.2f", "%")),
+        ("Avg PnL", _f(s.avg_pnl, "+.3f", "%")),
+        ("Sharpe (per trade)", _f(s.sharpe_ratio, ".3f")),
+        ("Profit factor", _f(s.profit_factor, ".3f")),
+        ("Avg duration", _f(s.avg_duration_minutes, ".1f", " min")),
+    ]
+
+
 def equity_lines(s: BacktestStatistics) -> list[str]:
     """The account block: equity marked to market, compounded, ratios from daily returns."""
     if s.final_equity is None or s.initial_capital is None:

@@ -26,11 +26,11 @@ def find_run(source: RunSource, backtest: bool, symbol: str, strategy_name: str)
     return next((r for r in source(backtest) if r.symbol == symbol and r.strategy_name == strategy_name), None)
 
 
-def report_path(path: str | None, kind: str, name: str) -> str:
-    """`path` as a directory (default ./dump/<kind>) holding <name>.md, or a .md file path."""
+def report_path(path: str | None, kind: str, name: str, ext: str = ".md") -> str:
+    """`path` as a directory (default ./dump/<kind>) holding <name><ext>, or a file path ending in `ext`."""
     if path is None:
         path = os.path.join(".", "dump", kind)
-    return path if path.endswith(".md") else os.path.join(path, f"{name}.md")
+    return path if path.endswith(ext) else os.path.join(path, f"{name}{ext}")
 
 
 class InstanceReport(Generic[S]):
