@@ -129,7 +129,7 @@ def test_no_import_cycles_and_reports_import_no_execution_module():
             visit(m, [m])
 
 
-NAMEDTUPLE_API = {"_fields", "_asdict", "_replace", "_make"}  # public despite the underscore
+NAMEDTUPLE_API = {"_fields", "_asdict", "_replace", "_make", "_repr_html_"}  # public protocols despite the underscore
 
 
 def test_no_module_reads_another_objects_private_attributes():

@@ -28,6 +28,7 @@ from ._persist import (
     use_persist_schedule_adapter,
     use_persist_signal_adapter,
 )
+from ._quick import BacktestResult, backtest
 from ._registry import (
     add_exchange,
     add_frame,
@@ -122,6 +123,8 @@ __all__ = [
     # signals and results
     "Signal", "SignalRow", "PnL", "TickResult", "IdleResult", "ScheduledResult", "WaitingResult", "OpenedResult",
     "ActiveResult", "ClosedResult", "CancelledResult",
+    # one call
+    "backtest", "BacktestResult",
     # execution
     "Backtest", "Live", "Walker", "Portfolio", "PortfolioStatistics", "PortfolioRow", "BackgroundRun",
     "InstanceStatus", "BacktestStatistics", "LiveStatistics",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import html
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,8 +19,35 @@ DAY_MS = 86_400_000
 STD_EPSILON = 1e-12  # D13: below this a standard deviation is float noise, not dispersion
 
 
+def _plain(value: object) -> object:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class Tabular:
+    """to_dict() and a notebook table for the statistics dataclasses."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, object]:
+        """Every field as plain Python values (nested results as dicts)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(_cell(v))}</td></tr>"
+                       for k, v in self.to_dict().items() if not isinstance(v, list))
+        return f"<table><caption>{html.escape(type(self).__name__)}</caption>{rows}</table>"
+
+
+def _cell(v: object) -> str:
+    return f"{v:,.6g}" if isinstance(v, float) else str(v)
+
+
 @dataclass(slots=True)
-class BacktestStatistics:
+class BacktestStatistics(Tabular):
     signal_list: list = field(default_factory=list)
     total_signals: int = 0
     win_count: int = 0
