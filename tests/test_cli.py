@@ -43,6 +43,15 @@ def test_demo_runs_and_dumps_the_report(tmp_path):
     assert report.read_text().startswith("# Backtest Report")
 
 
+def test_demo_rejects_no_signal_shows_the_equity_block_and_writes_html(tmp_path):
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path)])  # the defaults, 30 days
+    assert result.exit_code == 0, result.output
+    assert "errors reported" not in result.output  # every demo signal passes validation
+    assert "Equity" in result.output and "Return (compounded)" in result.output
+    html = tmp_path / "ma-crossover.html"
+    assert f"Report: {html}" in result.output and html.read_text().startswith("<!DOCTYPE html>")
+
+
 def test_demo_rejects_more_days_than_bundled(tmp_path):
     result = runner.invoke(app, ["demo", "--days", "45", "--out", str(tmp_path)])
     assert result.exit_code == 2

@@ -149,3 +149,18 @@ def test_concurrent_runs_keep_their_own_context():
     assert asyncio.run(main()) == [[], []]
     assert bad == []
     assert kit.errors == []
+
+
+def test_daily_candles_for_trend_filters(kit):
+    """get_candles(symbol, "1d", n): the n last closed days (the exchange serves or aggregates them)."""
+    seen = []
+
+    async def probe(symbol, when):
+        days = await bk.get_candles(symbol, "1d", 2)
+        seen.append([int(t) for t in days.timestamp])
+        return None
+
+    kit.flat(-3 * 1440, 10)
+    kit.setup(frame=(0, 0), signals={0: probe})
+    kit.run()
+    assert seen == [[kit.T0 - 2 * 1440 * kit.M, kit.T0 - 1440 * kit.M]]

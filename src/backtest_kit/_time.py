@@ -12,7 +12,7 @@ _MINUTES = {
     "12h": 720, "1d": 1440, "3d": 4320,
 }
 
-CANDLE_INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h")
+CANDLE_INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
 STRATEGY_INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h")
 FRAME_INTERVALS = tuple(_MINUTES)
 

@@ -92,6 +92,7 @@ class RunSpec:
     get_signal: GetSignal
     strategy_name: str
     out: str
+    html: bool = False
 
 
 async def _run_backtest(spec: RunSpec, on_progress: Callable[[bk.ProgressEvent], None],
@@ -113,7 +114,11 @@ async def _run_backtest(spec: RunSpec, on_progress: Callable[[bk.ProgressEvent],
         for fn in unsubscribe:
             fn()
     stats = await bk.Backtest.get_data(spec.symbol, spec.strategy_name)
-    return stats, await bk.Backtest.dump(spec.symbol, spec.strategy_name, path=spec.out)
+    path = await bk.Backtest.dump(spec.symbol, spec.strategy_name, path=spec.out)
+    if spec.html:  # beside the markdown: <name>.html in the same folder
+        folder = spec.out[:-3] + ".html" if spec.out.endswith(".md") else spec.out
+        path += "\n" + await bk.Backtest.dump(spec.symbol, spec.strategy_name, path=folder, format="html")
+    return stats, path
 
 
 def _progress_bar(console: Console) -> Progress:
@@ -158,7 +163,8 @@ def run_and_print(spec: RunSpec, verbose: bool = False) -> None:
         first = " ".join(str(errors[0]).split())
         console.print(f"[yellow]{len(errors)} errors reported (rejected signals included; "
                       f"--verbose lists them), the first:[/yellow] {escape(first[:300])}", highlight=False)
-    console.print(f"Report: {path}", highlight=False, soft_wrap=True)
+    for line in path.split("\n"):
+        console.print(f"Report: {line}", highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------- summary
@@ -193,9 +199,11 @@ def demo(
     available = (end_excl - int(candles[0, 0])) // DAY_MS - 1  # the first day is warm-up
     if days > available:
         raise typer.BadParameter(f"the bundled data holds {available} days after warm-up", param_hint="--days")
+    # TP and SL from the price each trade opens at: every signal passes validation.
     run_and_print(RunSpec(
         symbol, candles, end_excl - days * DAY_MS, end_excl - MINUTE_MS, "1m", "5m",
-        rule_strategy(10, 50, 1.0, 0.6, 360, shorts=True), "ma-crossover", str(out)), verbose)
+        rule_strategy(10, 50, 1.0, 0.6, 360, shorts=True, anchor="price"), "ma-crossover", str(out), html=True),
+        verbose)
 
 
 @app.command()
@@ -216,6 +224,7 @@ def backtest(
     frame_interval: str = typer.Option("1m", help=f"Frame step: {', '.join(FRAME_INTERVALS)}."),
     name: str = typer.Option("ma-crossover", help="Strategy name (and report file name)."),
     out: Path = typer.Option(Path("./dump/backtest"), help="Directory (or .md file) for the report."),
+    html: bool = typer.Option(False, "--html", help="Also write the HTML report (chart, equity, trades)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every reported error to stderr."),
 ) -> None:
     """Backtest the moving-average rule on your own 1m candles."""
@@ -233,7 +242,7 @@ def backtest(
     start_ms, end_ms = frame_bounds(data, parse_date(start, "--start"), parse_date(end, "--end"), warmup)
     run_and_print(RunSpec(
         symbol, data, start_ms, end_ms, frame_interval, interval,
-        rule_strategy(fast, slow, tp, sl, minutes, shorts=shorts), name, str(out)), verbose)
+        rule_strategy(fast, slow, tp, sl, minutes, shorts=shorts), name, str(out), html=html), verbose)
 
 
 async def _run_paper(symbol: str, data: np.ndarray, start_ms: int, end_ms: int, interval: str,
@@ -316,7 +325,8 @@ def live(
     console.print(f"{stats.total_closed} closed trades, total PnL "
                   f"{_fmt(stats.total_pnl, '+.2f', '%')} in {time.perf_counter() - started:.2f} s; "
                   f"state in {state}", highlight=False)
-    console.print(f"Report: {path}", highlight=False, soft_wrap=True)
+    for line in path.split("\n"):
+        console.print(f"Report: {line}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

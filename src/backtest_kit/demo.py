@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ._context import get_candles
+from ._context import get_average_price, get_candles
 from ._time import MINUTE_MS, interval_ms, to_ms
 
 # A strategy's get_signal(symbol, when) as the rule strategy implements it.
@@ -72,8 +72,14 @@ def _mean(xs: np.ndarray) -> float:
 
 
 def rule_strategy(fast: int, slow: int, tp_pct: float, sl_pct: float, minutes: int,
-                  shorts: bool = True, limit_offset_pct: float | None = None) -> GetSignal:
-    """get_signal of a fast/slow moving-average crossover on closed 1m candles."""
+                  shorts: bool = True, limit_offset_pct: float | None = None,
+                  anchor: str = "close") -> GetSignal:
+    """get_signal of a fast/slow moving-average crossover on closed 1m candles.
+
+    TP and SL are set `tp_pct` / `sl_pct` from the last close (`anchor="close"`, the golden
+    rule) or from the current price the trade opens at (`anchor="price"`, so the distances
+    hold exactly and no signal fails the minimum-distance rules).
+    """
 
     async def get_signal(symbol: str, when: datetime) -> dict[str, Any] | None:
         c = await get_candles(symbol, "1m", slow + 1)
@@ -89,7 +95,7 @@ def rule_strategy(fast: int, slow: int, tp_pct: float, sl_pct: float, minutes: i
             k, position = -1, "short"
         else:
             return None
-        last = float(closes[-1])
+        last = float(closes[-1]) if anchor == "close" else await get_average_price(symbol)
         base = last * (1 - k * limit_offset_pct / 100) if limit_offset_pct is not None else last
         signal: dict[str, Any] = {
             "position": position,
