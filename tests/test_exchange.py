@@ -115,7 +115,7 @@ def test_unknown_interval_and_bad_limit_are_rejected(kit):
     caught = []
 
     async def probe(symbol, when):
-        for interval, limit in (("2m", 3), ("1d", 3), ("1m", 0), ("1m", -1), ("1m", 2.5)):
+        for interval, limit in (("2m", 3), ("1w", 3), ("1m", 0), ("1m", -1), ("1m", 2.5)):
             try:
                 await bk.get_candles(symbol, interval, limit)
             except bk.ValidationError as e:
@@ -124,7 +124,7 @@ def test_unknown_interval_and_bad_limit_are_rejected(kit):
     distinct(kit, -30, 30).setup(frame=(0, 0), signals={0: probe})
     kit.run()
     assert len(caught) == 5
-    assert "'2m'" in caught[0] and "'1d'" in caught[1] and "limit" in caught[2]
+    assert "'2m'" in caught[0] and "'1w'" in caught[1] and "limit" in caught[2]
 
 
 def test_numpy_integer_limit_accepted(kit):
