@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
+from .. import _logging
 from .. import _registry as registry
 from .._engine import risk
 from .._engine.machine import Machine
@@ -13,13 +14,13 @@ from .._engine.rules import resolve
 from .._engine.runs import runs
 from .._engine.sink import Sink
 from .._engine.stats import BacktestStatistics, backtest_statistics
-from .._exchange import ExchangeClient, maybe_await
+from .._exchange import EndOfData, ExchangeClient, maybe_await
 from .._frames import timeframes
 from .._hub import hub
 from .._report.backtest import render_backtest_report
 from .._report.table import Column
 from .._schema import callback
-from .._time import MINUTE_MS, to_datetime
+from .._time import MINUTE_MS, iso, to_datetime
 from ..events import DoneEvent, Outcome, PerformanceEvent, ProgressEvent
 from .base import BackgroundRun, Facade, Instance
 
@@ -92,10 +93,17 @@ async def run_frames(symbol: str, strategy_name: str, exchange_name: str, frame_
         frame_started = time.perf_counter()
         try:
             result = await state.tick(when)
+        except EndOfData as end:
+            _logging.log.info("Backtest %s %s ends at %s: %s", symbol, strategy_name, iso(when), end)
+            break  # the venue's data ended (found explicitly) or the wall clock is reached
         except Exception as e:  # noqa: BLE001 - a failed frame is reported and skipped
+            if exchange.failure is not None:  # a candle fetch failed after its retries: fail the run
+                raise exchange.failure from exchange.failure.__cause__
             await sink.error(e, f"Backtest {symbol} {strategy_name} at {to_datetime(when).isoformat()}")
             i += 1
             continue
+        if exchange.failure is not None:  # also when strategy code caught it: no silent differences
+            raise exchange.failure
         outcome: Outcome | None = None
         if result.action == "opened" or (result.action == "scheduled" and not state.stopped):
             # (a limit order placed while a stop is pending is dropped by the next tick instead)
@@ -103,6 +111,8 @@ async def run_frames(symbol: str, strategy_name: str, exchange_name: str, frame_
             try:
                 outcome = await resolve(state, when)
             except Exception as e:  # noqa: BLE001 - the signal stays; later ticks watch it
+                if exchange.failure is not None:
+                    raise exchange.failure from exchange.failure.__cause__
                 await sink.error(e, f"Backtest {symbol} {strategy_name} fast path")
             await timer.sample("backtest_signal", signal_started)
         elif result.action == "closed" or result.action == "cancelled":
