@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import _state
+from .._registry import canonical_symbol
 from ..events import ClosedResult, Mode, Outcome, PartialEvent, PerformanceEvent, RiskEvent, TickResult
 
 
@@ -61,7 +62,7 @@ class RunLog:
         return run
 
     def get(self, mode: Mode, symbol: str, strategy_name: str) -> Run | None:
-        return self._runs.get((mode, symbol, strategy_name))
+        return self._runs.get((mode, canonical_symbol(symbol), strategy_name))
 
     def all(self, mode: Mode) -> list[Run]:
         """The latest run of every (symbol, strategy) in `mode`, in the order keys first ran."""

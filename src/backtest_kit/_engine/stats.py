@@ -30,6 +30,8 @@ class BacktestStatistics:
     profit_factor: float | None = None
     avg_duration_minutes: float | None = None
     ambiguous_exit_count: int = 0  # trades whose exit candle reached both TP and SL
+    data_gaps: int = 0  # runs of missing minutes met in the frame's 1m candles
+    longest_gap_minutes: int = 0
 
 
 def _safe(x: float | None) -> float | None:
@@ -43,12 +45,13 @@ def _mean(xs: Sequence[float]) -> float:
     return s / len(xs)
 
 
-def backtest_statistics(closed: Sequence[ClosedResult]) -> BacktestStatistics:
-    """Every BacktestStatistics field over all closed trades, in close order (D4)."""
+def backtest_statistics(closed: Sequence[ClosedResult], gaps: tuple[int, int] = (0, 0)) -> BacktestStatistics:
+    """Every BacktestStatistics field over all closed trades, in close order (D4); `gaps` is
+    (data gaps, longest gap in minutes) of the frame's 1m data."""
     trades = list(closed)
     n = len(trades)
     if n == 0:
-        return BacktestStatistics()
+        return BacktestStatistics(data_gaps=gaps[0], longest_gap_minutes=gaps[1])
     pnls = [t.pnl.pnl_percentage for t in trades]
     wins = [p for p in pnls if p > 0]
     losses = [p for p in pnls if p < 0]
@@ -93,6 +96,8 @@ def backtest_statistics(closed: Sequence[ClosedResult]) -> BacktestStatistics:
         profit_factor=_safe(gross_win / gross_loss) if gross_loss > 0 else None,
         avg_duration_minutes=_safe(_mean(durations) / 60_000),
         ambiguous_exit_count=sum(1 for t in trades if t.ambiguous_exit),
+        data_gaps=gaps[0],
+        longest_gap_minutes=gaps[1],
     )
 
 

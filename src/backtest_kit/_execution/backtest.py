@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from .. import _logging
+from .. import _logging, _state
 from .. import _registry as registry
 from .._engine import risk
 from .._engine.machine import Machine
@@ -23,6 +23,9 @@ from .._schema import callback
 from .._time import MINUTE_MS, iso, to_datetime
 from ..events import DoneEvent, Outcome, PerformanceEvent, ProgressEvent
 from .base import BackgroundRun, Facade, Instance
+
+# (symbol, strategy) -> (data gaps, longest gap in minutes) met by the latest backtest run
+_gaps: dict[tuple[str, str], tuple[int, int]] = _state.register("backtest_data_gaps", {})
 
 
 class Timer:
@@ -55,6 +58,7 @@ async def run_frames(symbol: str, strategy_name: str, exchange_name: str, frame_
     for b in books:  # a new run starts flat for this strategy and symbol
         b.forget(strategy_name, symbol)
     sink = Sink(strategy, symbol, backtest=True, run=runs.start("backtest", symbol, strategy_name), books=books)
+    _gaps[(symbol, strategy_name)] = (0, 0)
     state = Machine(strategy, exchange, symbol, sink)
     attach(state)
     frames = timeframes(frame.start_ms, frame.end_ms, frame.interval)
@@ -130,6 +134,7 @@ async def run_frames(symbol: str, strategy_name: str, exchange_name: str, frame_
                 i = at_or_after((when // step + 1) * step)
                 continue
         i += 1
+    _gaps[(symbol, strategy_name)] = exchange.frame_gaps(symbol, frame.start_ms, frame.end_ms)
     if progress_on:
         await hub.emit("backtest_progress", ProgressEvent(exchange_name, strategy_name, symbol, n, n, 1.0))
     await timer.sample("backtest_total", run_started)
@@ -153,6 +158,7 @@ class BacktestUtils(Facade[Instance]):
             frame_name: str) -> AsyncIterator[Outcome]:
         """Backtest `strategy_name` on `symbol`; yields closed and cancelled results."""
         self._validate(symbol, strategy_name, exchange_name, frame_name, "Backtest.run")
+        symbol = registry.canonical_symbol(symbol, exchange_name)
         inst = self._registry.get(symbol, strategy_name)
         return self._guarded(inst, lambda: run_frames(symbol, strategy_name, exchange_name, frame_name, inst.attach))
 
@@ -160,6 +166,7 @@ class BacktestUtils(Facade[Instance]):
                    frame_name: str) -> BackgroundRun:
         """Run the backtest without yielding; returns cancel() at once (a graceful stop)."""
         self._validate(symbol, strategy_name, exchange_name, frame_name, "Backtest.background")
+        symbol = registry.canonical_symbol(symbol, exchange_name)
         inst = self._registry.get(symbol, strategy_name)
         return self._background(
             inst, lambda: run_frames(symbol, strategy_name, exchange_name, frame_name, inst.attach),
@@ -174,7 +181,8 @@ class BacktestUtils(Facade[Instance]):
         registry.validate_strategy_refs(strategy_name, f"Backtest.{method}")
         self._registry.get(symbol, strategy_name)  # get_data memoises the instance, as 1.5.27 does
         run = runs.get("backtest", symbol, strategy_name)
-        return backtest_statistics(run.closed if run is not None else [])
+        gaps = _gaps.get((registry.canonical_symbol(symbol), strategy_name), (0, 0)) if run is not None else (0, 0)
+        return backtest_statistics(run.closed if run is not None else [], gaps)
 
     async def get_data(self, symbol: str, strategy_name: str) -> BacktestStatistics:
         return self._stats(symbol, strategy_name, "get_data")

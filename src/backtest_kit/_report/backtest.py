@@ -70,6 +70,7 @@ def summary_lines(s: BacktestStatistics) -> list[str]:
         f"**Average Duration:** {_unit(s.avg_duration_minutes, 1, ' min')}",
         f"**Ambiguous exits:** {s.ambiguous_exit_count} (exit candle reached both TP and SL; "
         f"CC_INTRABAR_POLICY={cfg.CC_INTRABAR_POLICY})",
+        f"**Data gaps:** {s.data_gaps} in the frame's 1m candles (longest {s.longest_gap_minutes} min)",
     ]
 
 
