@@ -606,3 +606,51 @@ def test_data_gaps_of_the_frame_are_counted_and_reported():
     assert (stats.data_gaps, stats.longest_gap_minutes) == (2, 30)
     report = asyncio.run(bk.Backtest.get_report("BTC/USDT", "rule"))
     assert "**Data gaps:** 2 in the frame's 1m candles (longest 30 min)" in report
+
+
+# --- helpers of the retry policy and the live-side contract ------------------------------------------
+
+
+def test_error_kinds_retry_after_and_bans_without_ccxt_specifics():
+    class Http(Exception):
+        def __init__(self, status, headers):
+            super().__init__(f"HTTP {status}")
+            self.status, self.headers = status, headers
+
+    assert _exchange.error_kind(bk.ValidationError("x")) == "permanent"
+    assert _exchange.error_kind(TimeoutError()) == _exchange.error_kind(ConnectionError()) == "transient"
+    assert _exchange.error_kind(_exchange.RetryableError()) == "transient"
+    assert _exchange.error_kind(ValueError("x")) == "other"
+    assert _exchange.retry_after(Http(429, {"retry-after": "12"})) == 12.0
+    assert _exchange.is_ban(Http(418, {})) and not _exchange.is_ban(ValueError("candle 418 banned"))
+
+
+def test_a_live_client_counts_failures_and_says_which_cannot_succeed():
+    with FakeBinance({"BTCUSDT": DATA}, now_ms=T0 + 100 * M) as server:
+        add_ccxt_exchange("ex", make_client(server))
+        got: list[float] = []
+
+        async def sleep(seconds):
+            got.append(seconds)
+
+        c = ExchangeClient(registry.get_exchange("ex"), backtest=False, sleep=sleep, now_ms=lambda: T0 + 100 * M)
+        server.server_error_next(times=3)
+        with pytest.raises(CandleFetchError) as outage:
+            asyncio.run(c.average_price("BTC/USDT", T0 + 100 * M))
+        assert not outage.value.permanent and c.failures == 1 and c.last_failure is outage.value
+        assert c.failure is None  # only a backtest keeps it to fail the run
+        assert asyncio.run(c.average_price("BTC/USDT", T0 + 100 * M)) > 0  # the next tick: fine again
+        server.invalid_symbol_next()
+        with pytest.raises(CandleFetchError) as bad:
+            asyncio.run(c.average_price("BTC/USDT", T0 + 100 * M))
+        assert bad.value.permanent and c.failures == 2
+
+
+def test_a_sync_client_with_with_loads_markets_and_closes():
+    with FakeBinance({"BTCUSDT": DATA}) as server:
+        client = make_client(server)
+        with add_ccxt_exchange("ex", client) as adapter:
+            assert client.markets and adapter.resolve_symbol("BTCUSDT") == "BTC/USDT"
+            assert server.count(EXCHANGE_INFO) == 1
+        assert registry.canonical_symbol("BTCUSDT", "ex") == "BTC/USDT"
+        assert registry.canonical_symbol("BTCUSDT") == "BTC/USDT"  # remembered for get_data and reports

@@ -112,17 +112,23 @@ def retry_after(e: BaseException) -> float | None:
 
 
 def http_status(e: BaseException) -> int | None:
-    """The HTTP status of a failed request: `e.http_status`, else ccxt's "<id> <status> ..." message."""
-    status = getattr(e, "http_status", None)
-    if isinstance(status, int):
-        return status
-    m = _HTTP_STATUS.match(str(e))
-    return int(m.group(1)) if m else None
+    """The HTTP status of a failed request: `e.http_status` (or `e.status`), else, for a ccxt error,
+    its "<id> <status> ..." message."""
+    for attr in ("http_status", "status"):
+        status = getattr(e, attr, None)
+        if isinstance(status, int) and not isinstance(status, bool):
+            return status
+    if "BaseError" in {c.__name__ for c in type(e).__mro__}:
+        m = _HTTP_STATUS.match(str(e))
+        return int(m.group(1)) if m else None
+    return None
 
 
 def is_ban(e: BaseException) -> bool:
-    """HTTP 418 (Binance's IP ban) or a message saying the IP is banned."""
-    return http_status(e) == 418 or "banned" in str(e).lower()
+    """HTTP 418 (Binance's IP ban), or a ccxt DDoSProtection saying the IP is banned."""
+    if http_status(e) == 418:
+        return True
+    return "DDoSProtection" in {c.__name__ for c in type(e).__mro__} and "banned" in str(e).lower()
 
 
 # --- the cache --------------------------------------------------------------------------------------------
@@ -218,8 +224,8 @@ class _Books:
 
     def get(self, schema: ExchangeSchema) -> _Book:
         alive = {t.ident for t in threading.enumerate()}
-        for ident in [i for i in self._by_thread if i not in alive]:
-            del self._by_thread[ident]  # a finished background thread's candles
+        for ident in [i for i in list(self._by_thread) if i not in alive]:
+            self._by_thread.pop(ident, None)  # a finished background thread's candles
         books = self._by_thread.setdefault(threading.get_ident(), {})
         book = books.get(schema.exchange_name)
         if book is None or book.schema is not schema:
