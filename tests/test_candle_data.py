@@ -654,3 +654,15 @@ def test_a_sync_client_with_with_loads_markets_and_closes():
             assert server.count(EXCHANGE_INFO) == 1
         assert registry.canonical_symbol("BTCUSDT", "ex") == "BTC/USDT"
         assert registry.canonical_symbol("BTCUSDT") == "BTC/USDT"  # remembered for get_data and reports
+
+
+def test_live_asks_once_when_the_newest_candle_is_not_published_yet():
+    now = T0 + 300 * M + 5_000
+    with FakeBinance({"BTCUSDT": DATA}, now_ms=now - 2 * M) as server:  # minute 299 is not published yet
+        add_ccxt_exchange("ex", make_client(server))
+        c = ExchangeClient(registry.get_exchange("ex"), backtest=False, now_ms=lambda: now)
+        asyncio.run(c.schema.get_candles("BTC/USDT", "1m", T0, 1))
+        server.reset_log()
+        got = asyncio.run(c.window("BTC/USDT", "1m", now, 5))
+        assert [int(t) for t in got.timestamp] == [T0 + m * M for m in range(295, 299)]
+        assert server.count(KLINES) == 2  # the page, then one ask for the missing newest candle

@@ -400,6 +400,8 @@ class ExchangeClient:
         while at < stop:
             limit = -(-(stop - at) // step)
             c, bad = await self.fetch_lenient(symbol, interval, at, limit)
+            if not len(c) and not self.backtest and stop - at <= step:
+                return  # live: the newest candle is not published yet; the next tick asks again
             if not len(c) and at < want:
                 c, bad = await self.fetch_lenient(symbol, interval, at, limit)  # never trust one empty page
             if len(c):
