@@ -79,12 +79,15 @@ class Kit:
         return self
 
     def candle(self, minute: int, o=None, h=None, l=None, c=None, v=None) -> Kit:
-        """Override fields of the candle at `minute` (creating it from 100s if absent)."""
+        """Override fields of the candle at `minute` (creating it from 100s if absent). An open
+        that is not given is kept inside [low, high], so the candle stays valid."""
         t = ms(minute)
         row = self.rows.get(t, [t, 100.0, 100.0, 100.0, 100.0, 1.0])
         for i, val in enumerate((o, h, l, c, v), start=1):
             if val is not None:
                 row[i] = float(val)
+        if o is None:
+            row[1] = min(max(row[1], row[3]), row[2])
         self.rows[t] = row
         return self
 

@@ -1,10 +1,11 @@
-"""One bad candle in a large cached chunk spoils only the windows that contain it."""
+"""One bad candle in a large cached chunk: windows before it are served; the first that holds it fails the run."""
 
 from __future__ import annotations
 
 import asyncio
 
 import numpy as np
+import pytest
 
 import backtest_kit as bk
 from backtest_kit._time import iso
@@ -14,7 +15,9 @@ T0 = 1_704_067_200_000
 M = 60_000
 
 
-def test_persistent_bad_candle_fails_only_its_windows():
+def test_persistent_bad_candle_fails_the_run_at_the_first_window_holding_it():
+    """Issue 11: an invalid candle served the same way twice cannot become valid; the first window
+    that holds it fails the backtest with a CandleError naming it (no silently skipped frames)."""
     bk.set_config(CC_GET_CANDLES_RETRY_DELAY_MS=0)
     data = synthetic_candles(3000, start_ms=T0)
     bad_minute = 1500
@@ -42,16 +45,12 @@ def test_persistent_bad_candle_fails_only_its_windows():
     async def main():
         return [r async for r in bk.Backtest.run("BTC", strategy_name="s", exchange_name="ex", frame_name="fr")]
 
-    assert asyncio.run(main()) == []
+    with pytest.raises(bk.CandleError) as failed:
+        asyncio.run(main())
     bad_time = T0 + bad_minute * M
-    # The price window [t-5m, t) holds the bad candle for t = bad+1 .. bad+5: those ticks fail
-    # before asking the strategy; the strategy's 3-candle windows are never reached there.
-    priced_out = {bad_time + k * M for k in range(1, 6)}
-    assert len(errors) == 5
-    assert all(iso(bad_time) in str(e) and "non-finite close" in str(e) for e in errors)
-    # The equity marks cover it too: without them the equity figures are missing (reported)
-    assert asyncio.run(bk.Backtest.get_data("BTC", "s")).final_equity is None
-    assert len(errors) == 6 and "non-finite close" in str(errors[-1])
-    expected_calls = [t for t in range(T0 + 100 * M, T0 + 2901 * M, M) if t not in priced_out]
-    assert calls == expected_calls
+    assert iso(bad_time) in str(failed.value) and "non-finite close" in str(failed.value)
+    assert "exchange 'ex'" in str(failed.value) and "symbol='BTC'" in str(failed.value)
+    # The price window [t-5m, t) holds the bad candle first at t = bad + 1: the run stops there.
+    assert calls == list(range(T0 + 100 * M, bad_time + M, M))
+    assert errors == []
     assert len(fetches) < 10  # chunked: the bad candle did not force per-window fetches

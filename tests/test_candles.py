@@ -132,13 +132,19 @@ def test_sync_get_candles_is_accepted():
 def test_empty_batch_is_valid_but_leaves_nothing_to_price(shape):
     out, errors = probe_run(serving([], shape), window_and_price)
     assert out == []  # no price at the frame: get_signal is never reached
-    assert len(errors) == 1 and "no closed 1m candles" in str(errors[0])
+    assert errors == []  # an exchange with no candles at all: the end of its data, found by probing
 
 
 def test_empty_dataframe_without_columns_means_no_candles():
     out, errors = probe_run(lambda *a: pd.DataFrame(), window_and_price)
-    assert out == []
-    assert len(errors) == 1 and "no closed 1m candles" in str(errors[0])  # not a shape error
+    assert out == [] and errors == []  # not a shape error: no candles, the data has ended
+
+
+def test_empty_batch_in_a_gap_leaves_that_frame_unpriced():
+    data = [[ms(m), 100.0, 100.0, 100.0, 100.0, 1.0] for m in list(range(-10, -6)) + list(range(0, 5))]
+    out, errors = probe_run(serving(data), window_and_price, frame=(-1, -1))
+    assert out == []  # [-6, -1) holds no candle, later data exists: a gap, reported, not the end
+    assert len(errors) == 1 and "no closed 1m candles" in str(errors[0])
 
 
 def test_unsorted_batch_is_sorted():
@@ -188,12 +194,11 @@ def test_candles_sequence_protocol():
 # --- validation -----------------------------------------------------------------------------
 
 def bad_batch_error(data, **config):
-    """Error listen_error received when the batch served at frame 0 is invalid."""
-    out, errors = probe_run(serving(data), window_and_price, **config)
-    assert out == []
-    assert len(errors) == 1
-    assert isinstance(errors[0], bk.BacktestKitError)
-    return str(errors[0])
+    """The CandleError that fails the run when the batch served at frame 0 is invalid (issue 11:
+    an invalid candle the exchange serves twice the same way fails the backtest, loudly)."""
+    with pytest.raises(bk.CandleError) as err:
+        probe_run(serving(data), window_and_price, **config)
+    return str(err.value)
 
 
 def with_candle(minute, **fields):
@@ -320,7 +325,7 @@ def test_average_price_is_vwap_of_the_five_closed_candles_before_when():
 def test_average_price_zero_volume_window_is_mean_close():
     data = [[ms(m), 100.0, 100.0, 100.0, 100.0, 1.0] for m in range(-10, 5)]
     for m, close in zip(range(-5, 0), (100, 101, 102, 103, 104)):
-        data[m + 10] = [ms(m), 100.0, close + 5.0, close - 1.0, float(close), 0.0]
+        data[m + 10] = [ms(m), float(close), close + 5.0, close - 1.0, float(close), 0.0]
     out, errors = probe_run(serving(data), lambda s: bk.get_average_price(s))
     assert out == [pytest.approx(102.0, rel=1e-15)]
 
@@ -328,15 +333,15 @@ def test_average_price_zero_volume_window_is_mean_close():
 def test_average_price_count_is_configurable():
     data = [[ms(m), 100.0, 100.0, 100.0, 100.0 + m, 1.0] for m in range(-10, 5)]
     for row in data:
-        row[2] = row[3] = row[4]  # h = l = c
+        row[1] = row[2] = row[3] = row[4]  # o = h = l = c
     out, errors = probe_run(serving(data), lambda s: bk.get_average_price(s),
                             CC_AVG_PRICE_CANDLES_COUNT=2)
     assert out == [pytest.approx((98.0 + 99.0) / 2, rel=1e-15)]
 
 
 def test_average_price_with_fewer_candles_at_start_of_data():
-    data = [[ms(m), 1.0, 10.0 * (m + 4), 10.0 * (m + 4), 10.0 * (m + 4), 1.0] for m in (-2, -1)]
-    data += [[ms(m), 1.0, 99.0, 99.0, 99.0, 1.0] for m in range(0, 5)]
+    data = [[ms(m), *[10.0 * (m + 4)] * 4, 1.0] for m in (-2, -1)]
+    data += [[ms(m), 99.0, 99.0, 99.0, 99.0, 1.0] for m in range(0, 5)]
     out, errors = probe_run(serving(data), lambda s: bk.get_average_price(s))
     assert errors == []
     assert out == [pytest.approx((20.0 + 30.0) / 2, rel=1e-15)]

@@ -216,8 +216,9 @@ def test_exchange_failing_twice_succeeds_with_three_attempts(kit):
     kit.setup(frame=(0, 0), get_candles=flaky(flat_rows(), 2, calls))
     assert kit.run() == []
     assert kit.errors == []
-    assert len(calls) == 3
+    assert len(calls) == 4
     assert calls[0] == calls[1] == calls[2]  # the same request, repeated
+    assert calls[3][1] == ms(31)  # the page was short: asked again from after its last candle
     assert kit.calls == [0]  # the frame was priced and get_signal asked
 
 
@@ -225,24 +226,25 @@ def test_exchange_failing_twice_fails_with_two_attempts(kit):
     calls = []
     bk.set_config(CC_GET_CANDLES_RETRY_COUNT=2)
     kit.setup(frame=(0, 0), get_candles=flaky(flat_rows(), 2, calls))
-    assert kit.run() == []
+    with pytest.raises(bk.CandleError) as failed:  # issue 11: the run fails, it is not skipped
+        kit.run()
     assert len(calls) == 2
     assert kit.calls == []  # the frame could not be priced
-    (err,) = kit.errors
-    assert isinstance(err, bk.BacktestKitError)
+    err = failed.value
     msg = str(err)
     assert "get_candles(" in msg and f"symbol={SYMBOL!r}" in msg and "interval='1m'" in msg
     assert "since=2023-12-31T23:55:00.000Z" in msg  # the window start of the price at 00:00
     assert "failed after 2 attempt(s)" in msg and "boom #2" in msg
+    assert "exchange 'ex'" in msg and "window 2023-12-31T23:55:00.000Z .. " in msg
     assert isinstance(err.__cause__, ConnectionError)
 
 
 def test_default_retry_count_is_three(kit):
     calls = []
     kit.setup(frame=(0, 0), get_candles=flaky(flat_rows(), 5, calls))
-    kit.run()
+    with pytest.raises(bk.CandleError, match=r"failed after 3 attempt\(s\)"):
+        kit.run()
     assert len(calls) == 3
-    assert "failed after 3 attempt(s)" in str(kit.errors[0])
 
 
 def test_invalid_batch_is_retried(kit):
@@ -258,10 +260,10 @@ def test_invalid_batch_is_retried(kit):
 
     kit.setup(frame=(0, 0), get_candles=get_candles)
     kit.run()
-    assert kit.errors == [] and len(calls) == 2 and kit.calls == [0]
+    assert kit.errors == [] and len(calls) == 3 and kit.calls == [0]  # bad, good, the page after
 
 
-def test_failure_inside_get_signal_window_goes_to_listen_error(kit):
+def test_failure_inside_get_signal_window_fails_the_run(kit):
     calls = []
     data = flat_rows()
 
@@ -275,30 +277,32 @@ def test_failure_inside_get_signal_window_goes_to_listen_error(kit):
         await bk.get_candles(symbol, "5m", 2)
 
     kit.setup(frame=(0, 1), get_candles=get_candles, signals={0: probe})
-    kit.run()
+    with pytest.raises(bk.CandleError) as failed:  # even though strategy code met it first
+        kit.run()
     assert calls.count("5m") == 3
-    (err,) = kit.errors
+    (err,) = kit.errors  # get_signal's own error, reported once
+    assert err is failed.value
     assert "interval='5m'" in str(err) and "5m feed down" in str(err)
-    assert kit.calls == [0, 1]  # the run went on
+    assert kit.calls == [0]  # the run stopped there
 
 
-def client(get_candles, sleeps):
+def client(get_candles, sleeps, jitter=lambda: 1.0):
     bk.add_exchange(exchange_name="direct", get_candles=get_candles)
 
     async def fake_sleep(seconds):
         sleeps.append(seconds)
 
-    return ExchangeClient(registry.get_exchange("direct"), backtest=False, sleep=fake_sleep)
+    return ExchangeClient(registry.get_exchange("direct"), backtest=False, sleep=fake_sleep, jitter=jitter)
 
 
-def test_retry_pauses_between_attempts_only():
+def test_retry_pauses_between_attempts_only_and_back_off():
     bk.set_config(CC_GET_CANDLES_RETRY_DELAY_MS=250, CC_GET_CANDLES_RETRY_COUNT=3)
     calls, sleeps = [], []
     c = client(flaky(flat_rows(), 10, calls), sleeps)
     with pytest.raises(bk.BacktestKitError, match="failed after 3 attempt"):
         asyncio.run(c.fetch(SYMBOL, "1m", ms(0), 5))
     assert len(calls) == 3
-    assert sleeps == [0.25, 0.25]
+    assert sleeps == [0.25, 0.5]  # exponential (the jitter factor is 1.0 here)
 
 
 def test_fetch_passes_since_as_utc_datetime_and_limit():

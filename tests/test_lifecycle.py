@@ -652,7 +652,7 @@ def test_trade_opened_at_the_last_frame_runs_past_the_frame_end(kit):
 
 def test_several_partial_levels_in_one_candle_fire_in_ascending_order(kit):
     kit.flat(-10, 100)
-    kit.candle(1, o=100, h=115, l=115, c=115, v=16)
+    kit.candle(1, o=115, h=115, l=115, c=115, v=16)
     # VWAP at candle 1: (4 * 100 + 16 * 115) / 20 = 112 -> 60 % of the way to 120
     kit.setup(frame=(0, 0), signals={0: long_signal(tp=120, sl=95, minutes=3)})
     profit = []

@@ -218,6 +218,7 @@ def test_report_summary_three_trades():
         "**Profit Factor:** 6.000 (higher is better)",
         "**Average Duration:** 60.0 min",
         "**Ambiguous exits:** 0 (exit candle reached both TP and SL; CC_INTRABAR_POLICY=take_profit)",
+        "**Data gaps:** 0 in the frame's 1m candles (longest 0 min)",
     ])
 
 

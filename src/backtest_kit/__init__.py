@@ -50,6 +50,7 @@ from ._report.risk import Risk, RiskStatistics
 from ._report.schedule import Schedule, ScheduledEvent, ScheduleStatistics
 from ._report.table import Column
 from ._sizing import PositionSize, SizingCalculateParams
+from ._store import CandleStore
 from .errors import BacktestKitError, CandleError, ConfigError, ContextError, PersistError, ValidationError
 from .events import (
     ActivePosition,
@@ -119,7 +120,7 @@ __all__ = [
     "set_config", "get_config", "get_default_config", "set_logger", "reset",
     "get_candles", "get_average_price", "format_price", "format_quantity", "get_date", "get_mode",
     # data
-    "Candle", "Candles",
+    "Candle", "Candles", "CandleStore",
     # signals and results
     "Signal", "SignalRow", "PnL", "TickResult", "IdleResult", "ScheduledResult", "WaitingResult", "OpenedResult",
     "ActiveResult", "ClosedResult", "CancelledResult",

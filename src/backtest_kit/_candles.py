@@ -154,12 +154,15 @@ def _from_columns(cols: Sequence[npt.ArrayLike]) -> Candles:
 
 def _problems(c: Candles, median_min: int, anomaly_factor: float) -> tuple[np.ndarray, list[str]]:
     """Indices of invalid candles, in order, and why each is invalid (the reference's checks:
-    finite values, prices > 0 and volume >= 0, no price below reference / factor)."""
+    finite values, prices > 0 and volume >= 0, no price below reference / factor; and a
+    consistent shape: high >= low, open and close inside [low, high])."""
     n = len(c)
     prices = np.stack([c.open, c.high, c.low, c.close])
     values = np.vstack([prices, c.volume[None, :]])
     finite = np.isfinite(values).all(axis=0)
     positive = (prices > 0).all(axis=0) & (c.volume >= 0)
+    with np.errstate(invalid="ignore"):  # high >= low and open, close inside [low, high]
+        shaped = (c.high >= c.low) & (c.open >= c.low) & (c.open <= c.high) & (c.close >= c.low) & (c.close <= c.high)
     flat = prices.T.ravel()  # O, H, L, C of each candle in order, as the reference collects them
     flat = flat[np.isfinite(flat) & (flat > 0)]
     if not len(flat):
@@ -171,7 +174,7 @@ def _problems(c: Candles, median_min: int, anomaly_factor: float) -> tuple[np.nd
     threshold = ref / anomaly_factor
     with np.errstate(invalid="ignore"):
         anomalous = ~(prices >= threshold).all(axis=0)
-    bad = np.flatnonzero(~finite | ~positive | anomalous)
+    bad = np.flatnonzero(~finite | ~positive | ~shaped | anomalous)
     reasons = []
     for i in bad.tolist():
         row = [c.timestamp[i], *values[:, i]]
@@ -181,11 +184,22 @@ def _problems(c: Candles, median_min: int, anomaly_factor: float) -> tuple[np.nd
         elif not positive[i]:
             reasons.append(f"candle #{i} ({_when(c.timestamp[i])}) has zero or negative values "
                            f"(prices must be > 0, volume >= 0): {_fmt(row)}")
+        elif not shaped[i]:
+            reasons.append(f"candle #{i} ({_when(c.timestamp[i])}) is inconsistent ({_shape_fault(row)}): "
+                           f"{_fmt(row)}")
         else:
             reasons.append(f"candle #{i} ({_when(c.timestamp[i])}) has an anomalously low price: "
                            f"{_fmt(row)}; reference price {ref!r}, threshold {threshold!r} "
                            f"(reference / CC_GET_CANDLES_PRICE_ANOMALY_THRESHOLD_FACTOR)")
     return bad, reasons
+
+
+def _shape_fault(row: list[Any]) -> str:
+    """What is wrong with the OHLC shape of [ts, o, h, l, c, v]."""
+    _, o, h, lo, c, _v = (float(x) for x in row)
+    if h < lo:
+        return "high < low"
+    return "open outside [low, high]" if not lo <= o <= h else "close outside [low, high]"
 
 
 def check_batch(c: Candles, *, median_min: int, anomaly_factor: float) -> Candles:

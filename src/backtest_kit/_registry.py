@@ -18,6 +18,7 @@ _strategies: dict[str, StrategySchema] = _state.register("strategies", {})
 _risks: dict[str, RiskSchema] = _state.register("risks", {})
 _sizings: dict[str, SizingSchema] = _state.register("sizings", {})
 _walkers: dict[str, WalkerSchema] = _state.register("walkers", {})
+_aliases: dict[str, str] = _state.register("symbol_aliases", {})  # "BTCUSDT" -> "BTC/USDT" (resolved once)
 
 _PLURAL = {"exchange": "exchanges", "frame": "frames", "strategy": "strategies",
            "risk": "risks", "sizing": "sizings", "walker": "walkers"}
@@ -42,10 +43,13 @@ def _lookup(table: dict[str, T], kind: str, name: str, source: str | None) -> T:
 
 def add_exchange(exchange_name: str, get_candles: Callable[..., Any], format_price: Callable[..., Any] | None = None,
                  format_quantity: Callable[..., Any] | None = None, callbacks: Any = None,
-                 note: str | None = None) -> None:
-    """Register an exchange (candle source and formatters)."""
+                 note: str | None = None, store: Any = None,
+                 resolve_symbol: Callable[[str], str] | None = None) -> None:
+    """Register an exchange (candle source and formatters). `store`: a bk.CandleStore that backtests read
+    first (only missing ranges are fetched, then written back). `resolve_symbol(symbol)`: the venue's one
+    name of a market, so two spellings of it are one instance (the ccxt adapter sets it)."""
     _store(_exchanges, "exchange", exchange_name, lambda: ExchangeSchema(
-        exchange_name, get_candles, format_price, format_quantity, callbacks, note))
+        exchange_name, get_candles, format_price, format_quantity, callbacks, note, store, resolve_symbol))
 
 
 def add_frame(frame_name: str, interval: str, start_date: datetime | int, end_date: datetime | int,
@@ -140,6 +144,19 @@ def get_sizing(name: str, source: str | None = None) -> SizingSchema:
 def get_walker(name: str, source: str | None = None) -> WalkerSchema:
     """The walker registered as name (ValidationError naming source if absent)."""
     return _lookup(_walkers, "walker", name, source)
+
+
+def canonical_symbol(symbol: str, exchange_name: str | None = None) -> str:
+    """The one name of `symbol`: the exchange's resolve_symbol (remembered as an alias, so later calls
+    without an exchange, such as get_data, find it), else an alias met before, else `symbol` itself."""
+    schema = _exchanges.get(exchange_name) if isinstance(exchange_name, str) else None
+    if schema is not None and schema.resolve_symbol is not None and isinstance(symbol, str):
+        name = schema.resolve_symbol(symbol)
+        if isinstance(name, str) and name and name != symbol:
+            _aliases[symbol] = name
+            return name
+        return symbol
+    return _aliases.get(symbol, symbol) if isinstance(symbol, str) else symbol
 
 
 def validate_symbol(symbol: Any, source: str) -> str:

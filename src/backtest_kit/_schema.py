@@ -170,6 +170,8 @@ class ExchangeSchema:
     format_quantity: Callable[..., Any] | None = None
     callbacks: Any = None
     note: str | None = None
+    store: Any = None  # a CandleStore in front of get_candles (backtests)
+    resolve_symbol: Callable[[str], str] | None = None  # the venue's one name of a market ("BTCUSDT" -> "BTC/USDT")
 
     def __post_init__(self) -> None:
         call = f"add_exchange(exchange_name={self.exchange_name!r})"
@@ -180,6 +182,10 @@ class ExchangeSchema:
         self.format_quantity = _func(call, "format_quantity", self.format_quantity, False) or default_format
         _callbacks(call, "exchange", self.callbacks)
         _note(call, self.note)
+        if self.store is not None and not all(callable(getattr(self.store, m, None))
+                                              for m in ("read", "write", "missing", "coverage", "data_end")):
+            raise _fail(call, "store", "must be a bk.CandleStore or None", self.store, True)
+        _func(call, "resolve_symbol", self.resolve_symbol, False)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """On-disk candle store: month-partitioned Parquet per (exchange, symbol, interval) plus the covered time ranges.
 
 Layout: <root>/<exchange>/<symbol>/<interval>/<YYYY-MM>.parquet, coverage.json and .lock in the series dir.
+pyarrow is imported on first use, so `import backtest_kit` works without it (`pip install 'backtest-kit[parquet]'`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .errors import CandleError, ValidationError
 
@@ -31,7 +30,6 @@ INTERVAL_MS: dict[str, int] = {
     "12h": 43_200_000, "1d": 86_400_000,
 }
 COLUMNS: tuple[str, ...] = ("timestamp", "open", "high", "low", "close", "volume")
-SCHEMA = pa.schema([("timestamp", pa.int64())] + [(name, pa.float64()) for name in COLUMNS[1:]])
 COVERAGE_FILE = "coverage.json"
 LOCK_FILE = ".lock"
 _FORMAT = 1
@@ -246,6 +244,24 @@ def _month_name(month: int) -> str:
     return f"{1970 + month // 12:04d}-{month % 12 + 1:02d}.parquet"
 
 
+# --- pyarrow, on first use ------------------------------------------------------------------------------------
+
+
+def _arrow() -> tuple[Any, Any]:
+    """(pyarrow, pyarrow.parquet), or a CandleError saying how to install them."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise CandleError("CandleStore needs pyarrow: pip install 'backtest-kit[parquet]'") from None
+    return pa, pq
+
+
+def _schema() -> Any:
+    pa, _ = _arrow()
+    return pa.schema([("timestamp", pa.int64())] + [(name, pa.float64()) for name in COLUMNS[1:]])
+
+
 # --- files ------------------------------------------------------------------------------------------------------
 
 
@@ -278,6 +294,8 @@ def _replace(tmp: Path, target: Path) -> None:
 
 def _read_partition(path: Path, month: int | None) -> Columns:
     """All rows of one partition file, checked: schema, no nulls, strictly increasing, inside its month."""
+    pa, pq = _arrow()
+    schema = _schema()
     try:
         # One open file for footer and data: opening the path twice could mix two versions across a replace.
         with pa.OSFile(str(path)) as source:
@@ -286,7 +304,7 @@ def _read_partition(path: Path, month: int | None) -> Columns:
         return _empty()
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise CandleError(f"CandleStore: cannot read partition {path}: {exc}") from None
-    if table.schema.names != list(COLUMNS) or any(table.schema.field(c).type != SCHEMA.field(c).type
+    if table.schema.names != list(COLUMNS) or any(table.schema.field(c).type != schema.field(c).type
                                                     for c in COLUMNS):
         found = ", ".join(f"{f.name} {f.type}" for f in table.schema)
         raise CandleError(f"CandleStore: partition {path} has columns ({found}), expected timestamp int64 and "
@@ -303,9 +321,10 @@ def _read_partition(path: Path, month: int | None) -> Columns:
 
 
 def _write_partition(path: Path, cols: Columns) -> None:
+    pa, pq = _arrow()
     tmp = _temp_path(path)
     try:
-        table = pa.Table.from_arrays([pa.array(cols[c]) for c in COLUMNS], schema=SCHEMA)
+        table = pa.Table.from_arrays([pa.array(cols[c]) for c in COLUMNS], schema=_schema())
         pq.write_table(table, tmp, compression="zstd")
         _replace(tmp, path)
     except (pa.ArrowException, OSError) as exc:
@@ -316,30 +335,41 @@ def _write_partition(path: Path, cols: Columns) -> None:
 
 
 def _read_coverage(path: Path) -> list[Range]:
+    return _read_coverage_doc(path)[0]
+
+
+def _read_coverage_doc(path: Path) -> tuple[list[Range], int | None]:
+    """(covered ranges, data end): the optional "end" is the open time from which the venue had no candles,
+    as found when the covered range after it was written."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return []
+        return [], None
     except OSError as exc:
         raise CandleError(f"CandleStore: cannot read coverage {path}: {exc}") from None
     try:
         doc = json.loads(text)
         ranges = doc["ranges"]
         out = [(int(lo), int(hi)) for lo, hi in ranges]
+        end = doc.get("end")
         if doc.get("format") != _FORMAT or any(type(x) is not int for r in ranges for x in r):
             raise ValueError("unexpected format")
-    except (ValueError, TypeError, KeyError) as exc:
+        if end is not None and type(end) is not int:
+            raise ValueError("end is not an int")
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise CandleError(f"CandleStore: coverage file {path} is corrupt ({exc})") from None
     if out != union(out):
         raise CandleError(f"CandleStore: coverage file {path} is corrupt (ranges not sorted and disjoint)")
-    return out
+    return out, end
 
 
-def _write_coverage(path: Path, interval: str, ranges: list[Range]) -> None:
+def _write_coverage(path: Path, interval: str, ranges: list[Range], end: int | None = None) -> None:
     tmp = _temp_path(path)
+    doc: dict[str, Any] = {"format": _FORMAT, "interval": interval, "ranges": [list(r) for r in ranges]}
+    if end is not None:
+        doc["end"] = end
     try:
-        tmp.write_text(json.dumps({"format": _FORMAT, "interval": interval, "ranges": [list(r) for r in ranges]}),
-                       encoding="utf-8")
+        tmp.write_text(json.dumps(doc), encoding="utf-8")
         _replace(tmp, path)
     except OSError as exc:
         raise CandleError(f"CandleStore: cannot write coverage {path}: {exc}") from None
@@ -354,16 +384,20 @@ def _write_coverage(path: Path, interval: str, ranges: list[Range]) -> None:
 class CandleStore:
     """Closed candles on disk per (exchange, symbol, interval), with the time ranges already asked of the venue."""
 
-    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = 60.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = 60.0, read_only: bool = False) -> None:
         if not isinstance(path, str | os.PathLike):
             raise ValidationError(f"CandleStore: path must be a str or PathLike, got {path!r}")
         if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, int | float) or not lock_timeout >= 0:
             raise ValidationError(f"CandleStore: lock_timeout must be a number >= 0, got {lock_timeout!r}")
+        if not isinstance(read_only, bool):
+            raise ValidationError(f"CandleStore: read_only must be a bool, got {read_only!r}")
         self.root = Path(path).absolute()
         self.lock_timeout = float(lock_timeout)
+        self.read_only = read_only  # an exchange in front of it reads but never writes (offline runs)
 
     def __repr__(self) -> str:
-        return f"CandleStore({str(self.root)!r})"
+        extra = ", read_only=True" if self.read_only else ""
+        return f"CandleStore({str(self.root)!r}{extra})"
 
     def series_dir(self, exchange: str, symbol: str, interval: str) -> Path:
         """Directory of one series (not created)."""
@@ -377,13 +411,17 @@ class CandleStore:
     # --- writing ------------------------------------------------------------------------------------------------
 
     def write(self, exchange: str, symbol: str, interval: str, candles: object, *,
-              covered: tuple[int, int] | None = None, now_ms: int | None = None) -> int:
+              covered: tuple[int, int] | None = None, now_ms: int | None = None, data_end: int | None = None) -> int:
         """Merge candles into their month partitions (new rows replace stored ones on the same timestamp).
 
         Candles not closed by `now_ms` (default: the wall clock) are dropped. `covered=(lo, hi)` is the open-time
         range the fetch answered for: it joins the coverage even where it holds no candle, so `missing` never
-        asks for it again; it is clipped to closed steps. Returns the number of candles stored.
+        asks for it again; it is clipped to closed steps. `data_end` records the open time from which the venue
+        has no candles (found explicitly; see data_end()); a later write of a candle at or after it clears it.
+        Returns the number of candles stored.
         """
+        if self.read_only:
+            raise ValidationError(f"CandleStore {self.root}: opened read_only; write refused")
         directory = self.series_dir(exchange, symbol, interval)
         series = self._label(exchange, symbol, interval)
         step = INTERVAL_MS[interval]
@@ -408,7 +446,8 @@ class CandleStore:
             cols = {c: v[keep] for c, v in cols.items()}
             ts = cols["timestamp"]
         new_cover = union(_runs(ts, step) + ([cover] if cover else []))
-        if not new_cover:
+        end = None if data_end is None else _align_up(_as_ms("data_end", data_end), step)
+        if not new_cover and end is None:
             return 0
         self._ensure_dir(directory)
         with self._lock(directory):
@@ -430,8 +469,12 @@ class CandleStore:
             # Partitions are durable before coverage claims them: a crash in between only costs a refetch.
             _fsync_dir(directory)
             coverage_path = directory / COVERAGE_FILE
-            merged = union(_read_coverage(coverage_path) + new_cover)
-            _write_coverage(coverage_path, interval, merged)
+            old_cover, old_end = _read_coverage_doc(coverage_path)
+            merged = union(old_cover + new_cover)
+            end = old_end if end is None else end
+            if end is not None and ts.size and int(ts[-1]) >= end:
+                end = None  # candles after the recorded end: the venue has data there after all
+            _write_coverage(coverage_path, interval, merged, end)
             _fsync_dir(directory)
         return int(ts.size)
 
@@ -516,6 +559,11 @@ class CandleStore:
         """Covered open-time ranges [lo, hi) of a series: stored candles plus ranges the venue answered empty."""
         return _read_coverage(self.series_dir(exchange, symbol, interval) / COVERAGE_FILE)
 
+    def data_end(self, exchange: str, symbol: str, interval: str) -> int | None:
+        """The open time from which the venue had no candles (up to the end of the covered range holding it),
+        recorded by an exchange client that found the end of the data; None if never found."""
+        return _read_coverage_doc(self.series_dir(exchange, symbol, interval) / COVERAGE_FILE)[1]
+
     def missing(self, exchange: str, symbol: str, interval: str, start_ms: int, end_ms: int) -> list[Range]:
         """Step-aligned sub-ranges of the open times in [start_ms, end_ms) that are not covered yet."""
         step = interval_ms(interval)
@@ -555,6 +603,7 @@ class CandleStore:
         count = 0
         first: int | None = None
         last: int | None = None
+        pa, pq = _arrow()
         for name in months:
             path = directory / name
             try:

@@ -1,5 +1,6 @@
 """The `backtest-kit` console script: `demo` (bundled candles, no network) and `backtest`
-(your own 1m candles from CSV, NPZ or Parquet), both with the moving-average rule strategy."""
+(your own 1m candles from CSV, NPZ or Parquet, or a CandleStore offline), both with the
+moving-average rule strategy; `data` (download, check, list a CandleStore) is in _cli_data."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from rich.table import Table
 
 import backtest_kit as bk
 
+from ._cli_data import data_app, offline_exchange
 from ._files import CandleFileError, demo_candles, load_candles
 from ._report.backtest import headline
 from ._time import FRAME_INTERVALS, MINUTE_MS, STRATEGY_INTERVALS, interval_ms, iso, to_ms
@@ -36,6 +38,7 @@ from .demo import ArrayExchange, GetSignal, rule_strategy
 
 app = typer.Typer(help="Backtest signal-based trading strategies.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
+app.add_typer(data_app, name="data")
 
 DAY_MS = 1440 * MINUTE_MS
 _QUIET = logging.NullHandler()  # keeps the library's per-error warnings off stderr
@@ -58,7 +61,11 @@ def parse_date(text: str | None, option: str) -> int | None:
 def frame_bounds(candles: np.ndarray, start: int | None, end: int | None,
                  warmup_min: int) -> tuple[int, int]:
     """The frame's first and last time: defaults leave `warmup_min` of history, end at the data."""
-    first, last = int(candles[0, 0]), int(candles[-1, 0])
+    return span_bounds(int(candles[0, 0]), int(candles[-1, 0]), start, end, warmup_min)
+
+
+def span_bounds(first: int, last: int, start: int | None, end: int | None, warmup_min: int) -> tuple[int, int]:
+    """frame_bounds over candles opening first .. last."""
     span = f"the candles cover {iso(first)} .. {iso(last)}"
     start = first + warmup_min * MINUTE_MS if start is None else start
     end = last if end is None else end
@@ -92,15 +99,22 @@ class RunSpec:
     get_signal: GetSignal
     strategy_name: str
     out: str
+    register_exchange: Callable[[], str] | None = None  # registers the exchange, returns its name
     html: bool = False
+
+
+
 
 
 async def _run_backtest(spec: RunSpec, on_progress: Callable[[bk.ProgressEvent], None],
                         on_error: Callable[[BaseException], None]
                         ) -> tuple[bk.BacktestStatistics, str]:
     """Register exchange, frame and strategy, run the backtest, dump the report."""
-    exchange = ArrayExchange(spec.candles)
-    bk.add_exchange(exchange_name="cli-candles", get_candles=exchange.get_candles)
+    if spec.register_exchange is not None:
+        exchange_name = spec.register_exchange()
+    else:
+        exchange_name = "cli-candles"
+        bk.add_exchange(exchange_name=exchange_name, get_candles=ArrayExchange(spec.candles).get_candles)
     bk.add_frame(frame_name="cli-frame", interval=spec.frame_interval,
                  start_date=spec.start_ms, end_date=spec.end_ms)
     bk.add_strategy(strategy_name=spec.strategy_name, interval=spec.strategy_interval,
@@ -108,7 +122,7 @@ async def _run_backtest(spec: RunSpec, on_progress: Callable[[bk.ProgressEvent],
     unsubscribe = [bk.listen_backtest_progress(on_progress), bk.listen_error(on_error)]
     try:
         async for _ in bk.Backtest.run(spec.symbol, strategy_name=spec.strategy_name,
-                                       exchange_name="cli-candles", frame_name="cli-frame"):
+                                       exchange_name=exchange_name, frame_name="cli-frame"):
             pass
     finally:
         for fn in unsubscribe:
@@ -208,10 +222,13 @@ def demo(
 
 @app.command()
 def backtest(
-    candles: Path = typer.Option(..., exists=True, dir_okay=False, readable=True,
-                                 help="1m candles: .csv with header timestamp,open,high,low,close,volume "
-                                      "(epoch ms or ISO time), .npz or .parquet."),
-    symbol: str = typer.Option(..., help="Symbol name shown in the report."),
+    candles: Path | None = typer.Option(None, exists=True, dir_okay=False, readable=True,
+                                        help="1m candles: .csv with header timestamp,open,high,low,close,volume "
+                                             "(epoch ms or ISO time), .npz or .parquet."),
+    store: Path | None = typer.Option(None, exists=True, file_okay=False,
+                                      help="Or a CandleStore directory (backtest-kit data download): offline."),
+    exchange: str | None = typer.Option(None, help="With --store: the exchange the candles were stored under."),
+    symbol: str = typer.Option(..., help="Symbol name shown in the report (with --store: the stored market)."),
     interval: str = typer.Option("5m", help=f"Strategy interval: {', '.join(STRATEGY_INTERVALS)}."),
     fast: int = typer.Option(10, min=1, help="Fast moving average length (1m closes)."),
     slow: int = typer.Option(50, min=2, help="Slow moving average length (1m closes)."),
@@ -227,22 +244,34 @@ def backtest(
     html: bool = typer.Option(False, "--html", help="Also write the HTML report (chart, equity, trades)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every reported error to stderr."),
 ) -> None:
-    """Backtest the moving-average rule on your own 1m candles."""
+    """Backtest the moving-average rule on your own 1m candles (a file, or a CandleStore offline)."""
     _check_choice(interval, STRATEGY_INTERVALS, "--interval")
     _check_choice(frame_interval, FRAME_INTERVALS, "--frame-interval")
     if tp <= 0 or sl <= 0:
         raise typer.BadParameter("--tp and --sl must be > 0", param_hint="--tp/--sl")
     if fast >= slow:
         raise typer.BadParameter(f"--fast ({fast}) must be smaller than --slow ({slow})", param_hint="--fast")
+    if (candles is None) == (store is None):
+        raise typer.BadParameter("give either --candles FILE or --store DIR --exchange ID", param_hint="--candles")
+    warmup = max(slow + 1, bk.get_config()["CC_AVG_PRICE_CANDLES_COUNT"])
+    get_signal = rule_strategy(fast, slow, tp, sl, minutes, shorts=shorts)
+    if store is not None:
+        if exchange is None:
+            raise typer.BadParameter("--store needs --exchange (the name the candles are stored under)",
+                                     param_hint="--exchange")
+        stored, first, last, register = offline_exchange(store, exchange, symbol)
+        start_ms, end_ms = span_bounds(first, last, parse_date(start, "--start"), parse_date(end, "--end"), warmup)
+        run_and_print(RunSpec(stored, np.empty((0, 6)), start_ms, end_ms, frame_interval, interval, get_signal,
+                              name, str(out), register, html=html), verbose)
+        return
+    assert candles is not None
     try:
         data = load_candles(candles)
     except CandleFileError as e:
         raise typer.BadParameter(str(e), param_hint="--candles") from None
-    warmup = max(slow + 1, bk.get_config()["CC_AVG_PRICE_CANDLES_COUNT"])
     start_ms, end_ms = frame_bounds(data, parse_date(start, "--start"), parse_date(end, "--end"), warmup)
     run_and_print(RunSpec(
-        symbol, data, start_ms, end_ms, frame_interval, interval,
-        rule_strategy(fast, slow, tp, sl, minutes, shorts=shorts), name, str(out), html=html), verbose)
+        symbol, data, start_ms, end_ms, frame_interval, interval, get_signal, name, str(out), html=html), verbose)
 
 
 async def _run_paper(symbol: str, data: np.ndarray, start_ms: int, end_ms: int, interval: str,

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import _state
 from .._candles import Candles
+from .._registry import canonical_symbol
 from ..events import ClosedResult, Mode, Outcome, PartialEvent, PerformanceEvent, RiskEvent, TickResult
 
 
@@ -37,6 +38,7 @@ class Run:
     partials: list[PartialEvent] = field(default_factory=list)
     errors: list[RunError] = field(default_factory=list)
     initial_capital: float = 0.0
+    gaps: tuple[int, int] = (0, 0)  # data gaps and the longest, in minutes, met in the frame's 1m candles
     # Where the run's 1m candles come from (fetched once, when equity or a chart is first asked for).
     mark_source: Callable[[], Awaitable[Candles]] | None = None
     _candles: Candles | None = None
@@ -80,7 +82,7 @@ class RunLog:
         return run
 
     def get(self, mode: Mode, symbol: str, strategy_name: str) -> Run | None:
-        return self._runs.get((mode, symbol, strategy_name))
+        return self._runs.get((mode, canonical_symbol(symbol), strategy_name))
 
     def all(self, mode: Mode) -> list[Run]:
         """The latest run of every (symbol, strategy) in `mode`, in the order keys first ran."""

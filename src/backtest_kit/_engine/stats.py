@@ -64,6 +64,8 @@ class BacktestStatistics(Tabular):
     profit_factor: float | None = None
     avg_duration_minutes: float | None = None
     ambiguous_exit_count: int = 0  # trades whose exit candle reached both TP and SL
+    data_gaps: int = 0  # runs of missing minutes met in the frame's 1m candles
+    longest_gap_minutes: int = 0
     # On the account's equity, marked to market at 1m closes (daily returns for the ratios).
     initial_capital: float | None = None
     final_equity: float | None = None
@@ -95,10 +97,13 @@ EQUITY_FIELDS = ("initial_capital", "final_equity", "total_return_pct", "cagr_pc
                  "exposure_pct", "buy_and_hold_return_pct")
 
 
-def backtest_statistics(closed: Sequence[ClosedResult], equity: EquityStats | None = None) -> BacktestStatistics:
+def backtest_statistics(closed: Sequence[ClosedResult], equity: EquityStats | None = None,
+                        gaps: tuple[int, int] = (0, 0)) -> BacktestStatistics:
     """Every BacktestStatistics field over all closed trades, in close order (D4), plus the
-    equity block when the run's equity is known."""
+    equity block when the run's equity is known; `gaps` is (data gaps, longest gap in minutes)
+    of the frame's 1m data."""
     stats = _trade_statistics(list(closed))
+    stats.data_gaps, stats.longest_gap_minutes = gaps
     if equity is not None:
         for name in EQUITY_FIELDS:
             setattr(stats, name, getattr(equity, name))

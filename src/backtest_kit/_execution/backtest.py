@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from .. import _logging
 from .. import _registry as registry
 from .._candles import Candles
 from .._engine import risk
@@ -18,14 +19,14 @@ from .._engine.runs import Run, runs
 from .._engine.sink import Sink
 from .._engine.stats import BacktestStatistics, backtest_statistics, equity_block, equity_series, trades_frame
 from .._equity import resample_last
-from .._exchange import ExchangeClient, maybe_await
+from .._exchange import EndOfData, ExchangeClient, maybe_await
 from .._frames import timeframes
 from .._hub import hub
 from .._report.backtest import render_backtest_report
 from .._report.html import backtest_page
 from .._report.table import Column
 from .._schema import callback
-from .._time import MINUTE_MS, to_datetime
+from .._time import MINUTE_MS, iso, to_datetime
 from ..errors import ValidationError
 from ..events import DoneEvent, Outcome, PerformanceEvent, ProgressEvent
 from .base import BackgroundRun, Facade, Instance, check_format
@@ -102,12 +103,21 @@ class FrameLoop:
                 self._go(self._at_or_after((when // step + 1) * step))
                 return None
         frame_started = time.perf_counter()
+        exchange = state.exchange
         try:
             result = await state.tick(when)
+        except EndOfData as end:
+            _logging.log.info("Backtest %s %s ends at %s: %s", state.symbol, state.strategy_name, iso(when), end)
+            self.done = True  # the venue's data ended (found explicitly) or the wall clock is reached
+            return None
         except Exception as e:  # noqa: BLE001 - a failed frame is reported and skipped
+            if exchange.failure is not None:  # a candle fetch failed after its retries: fail the run
+                raise exchange.failure from exchange.failure.__cause__
             await sink.error(e, f"Backtest {state.symbol} {state.strategy_name} at {to_datetime(when).isoformat()}")
             self._go(i + 1)
             return None
+        if exchange.failure is not None:  # also when strategy code caught it: no silent differences
+            raise exchange.failure
         outcome: Outcome | None = None
         if result.action == "opened" or (result.action == "scheduled" and not state.stopped):
             # (a limit order placed while a stop is pending is dropped by the next tick instead)
@@ -115,6 +125,8 @@ class FrameLoop:
             try:
                 outcome = await state.run_to_end(when)
             except Exception as e:  # noqa: BLE001 - the signal stays; later ticks watch it
+                if exchange.failure is not None:
+                    raise exchange.failure from exchange.failure.__cause__
                 await sink.error(e, f"Backtest {state.symbol} {state.strategy_name} fast path")
             await self.timer.sample("backtest_signal", signal_started)
         elif result.action == "closed" or result.action == "cancelled":
@@ -135,6 +147,9 @@ class FrameLoop:
         return None
 
     async def finish(self) -> None:
+        frames = self.frames
+        if self.n:  # gaps met in the frame's 1m data, for the statistics and the report
+            self.sink.run.gaps = self.machine.exchange.frame_gaps(self.machine.symbol, int(frames[0]), int(frames[-1]))
         if self.progress_on:
             await hub.emit("backtest_progress", ProgressEvent(self.exchange_name, self.machine.strategy_name,
                                                              self.machine.symbol, self.n, self.n, 1.0))
@@ -220,6 +235,7 @@ class BacktestUtils(Facade[Instance]):
             frame_name: str) -> AsyncIterator[Outcome]:
         """Backtest `strategy_name` on `symbol`; yields closed and cancelled results."""
         self._validate(symbol, strategy_name, exchange_name, frame_name, "Backtest.run")
+        symbol = registry.canonical_symbol(symbol, exchange_name)
         inst = self._registry.get(symbol, strategy_name)
         return self._guarded(inst, lambda: run_frames(symbol, strategy_name, exchange_name, frame_name, inst.attach))
 
@@ -227,6 +243,7 @@ class BacktestUtils(Facade[Instance]):
                    frame_name: str) -> BackgroundRun:
         """Run the backtest without yielding; returns cancel() at once (a graceful stop)."""
         self._validate(symbol, strategy_name, exchange_name, frame_name, "Backtest.background")
+        symbol = registry.canonical_symbol(symbol, exchange_name)
         inst = self._registry.get(symbol, strategy_name)
         return self._background(
             inst, lambda: run_frames(symbol, strategy_name, exchange_name, frame_name, inst.attach),
@@ -249,7 +266,7 @@ class BacktestUtils(Facade[Instance]):
         marks = await _marks(run, method)
         closed = run.closed
         equity = equity_block(closed, *marks, run.initial_capital) if marks is not None else None
-        return backtest_statistics(closed, equity)
+        return backtest_statistics(closed, equity, run.gaps)
 
     async def get_trades(self, symbol: str, strategy_name: str) -> pd.DataFrame:
         """Every closed trade: times, prices, quantity, notional and PnL in percent and money."""

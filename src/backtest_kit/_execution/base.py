@@ -12,6 +12,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from .. import _state
 from .._hub import hub
+from .._registry import canonical_symbol
 from .._report.backtest import write_report
 from .._report.source import report_path
 from ..errors import BacktestKitError, ValidationError
@@ -96,7 +97,7 @@ class Registry(Generic[I]):
         self._instances: dict[tuple[str, str], I] = {}
 
     def get(self, symbol: str, name: str) -> I:
-        key = (symbol, name)
+        key = (canonical_symbol(symbol), name)  # "BTCUSDT" and "BTC/USDT" on a ccxt exchange: one instance
         inst = self._instances.get(key)
         if inst is None:
             inst = self._instances[key] = self._factory(symbol, name)
@@ -104,7 +105,7 @@ class Registry(Generic[I]):
 
     def find(self, symbol: str, name: str) -> I | None:
         """The instance if it exists (never creates one)."""
-        return self._instances.get((symbol, name))
+        return self._instances.get((canonical_symbol(symbol), name))
 
     def all(self) -> list[I]:
         return list(self._instances.values())

@@ -45,7 +45,8 @@ class WalkerUtils(Facade[WalkerInstance]):
     def run(self, symbol: str, *, walker_name: str) -> AsyncIterator[WalkerProgress]:
         """Backtest each strategy in schema order; yields a WalkerProgress after each."""
         registry.validate_symbol(symbol, "Walker.run")
-        registry.validate_walker_refs(walker_name, "Walker.run")
+        schema = registry.validate_walker_refs(walker_name, "Walker.run")
+        symbol = registry.canonical_symbol(symbol, schema.exchange_name)
         inst = self._registry.get(symbol, walker_name)
         return self._guarded(inst, lambda: self._walk(inst, symbol, walker_name))
 
@@ -98,6 +99,7 @@ class WalkerUtils(Facade[WalkerInstance]):
         """Run the walk without yielding; returns cancel() at once."""
         registry.validate_symbol(symbol, "Walker.background")
         schema = registry.validate_walker_refs(walker_name, "Walker.background")
+        symbol = registry.canonical_symbol(symbol, schema.exchange_name)
         inst = self._registry.get(symbol, walker_name)
         return self._background(inst, lambda: self._walk(inst, symbol, walker_name),
                                 DoneEvent(schema.exchange_name, walker_name, True, symbol))

@@ -70,6 +70,7 @@ def summary_lines(s: BacktestStatistics) -> list[str]:
         f"**Average Duration:** {_unit(s.avg_duration_minutes, 1, ' min')}",
         f"**Ambiguous exits:** {s.ambiguous_exit_count} (exit candle reached both TP and SL; "
         f"CC_INTRABAR_POLICY={cfg.CC_INTRABAR_POLICY})",
+        f"**Data gaps:** {s.data_gaps} in the frame's 1m candles (longest {s.longest_gap_minutes} min)",
     ]
 
 
@@ -94,6 +95,7 @@ def headline(s: BacktestStatistics) -> list[tuple[str, str]]:
         ("Sharpe (per trade)", _f(s.sharpe_ratio, ".3f")),
         ("Profit factor", _f(s.profit_factor, ".3f")),
         ("Avg duration", _f(s.avg_duration_minutes, ".1f", " min")),
+        ("Data gaps", f"{s.data_gaps} (longest {s.longest_gap_minutes} min)"),
     ]
 
 

@@ -1,5 +1,5 @@
 """Ready-made exchange adapters for bk.add_exchange."""
 
-from ._ccxt import add_ccxt_exchange, ccxt_adapter
+from ._ccxt import CcxtExchange, add_ccxt_exchange, ccxt_adapter
 
-__all__ = ["add_ccxt_exchange", "ccxt_adapter"]
+__all__ = ["CcxtExchange", "add_ccxt_exchange", "ccxt_adapter"]
