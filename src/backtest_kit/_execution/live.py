@@ -16,11 +16,13 @@ from .._engine.runs import runs
 from .._engine.sink import Sink
 from .._engine.stats import LiveStatistics, backtest_statistics
 from .._exchange import ExchangeClient
-from .._persist import LiveStore, PersistBackend, current_backend
+from .._persist import LiveStore, PersistBackend, current_backend, describe, read_record, state_key
 from .._report.live import render_live_report
 from .._report.table import Column
+from .._restore import risk_positions
 from .._time import MINUTE_MS
-from ..events import ActivePosition, CancelledResult, ClosedResult, DoneEvent, OpenedResult, Outcome, PnL, SignalRow
+from ..errors import PersistError
+from ..events import CancelledResult, ClosedResult, DoneEvent, OpenedResult, Outcome, PnL, SignalRow
 from .backtest import Timer
 from .base import BackgroundRun, Facade, Instance
 
@@ -29,10 +31,8 @@ def live_book(risk_name: str, backend: PersistBackend) -> risk.RiskBook:
     """The live risk book, loaded from the backend the first time this process uses it."""
     b = risk.book(risk_name, False)
     if b.store is None:
-        for p in backend.read("risk", risk_name) or []:
-            b.positions[f"{p['strategy_name']}:{p['symbol']}"] = ActivePosition(
-                p["strategy_name"], p["symbol"], SignalRow(**p["signal"]) if p.get("signal") else None,
-                p["open_timestamp"])
+        saved = read_record(backend, "risk", risk_name)
+        b.positions.update(risk_positions(saved, describe(backend, "risk", risk_name)))
         b.store = backend
     return b
 
@@ -60,7 +60,7 @@ async def run_live(inst: Instance, symbol: str, strategy_name: str, exchange_nam
     exchange = ExchangeClient(registry.get_exchange(exchange_name, "Live.run"), backtest=False,
                               sleep=clock.sleep, now_ms=clock.now_ms)
     backend = current_backend("live")
-    lock = backend.lock("live", f"{symbol}_{strategy_name}") if hasattr(backend, "lock") else None
+    lock = backend.lock("live", state_key(symbol, strategy_name)) if hasattr(backend, "lock") else None
     try:
         async for result in _live_loop(inst, symbol, strategy_name, exchange_name, clock, backend, strategy,
                                        exchange):
@@ -99,6 +99,8 @@ async def _live_loop(inst: Instance, symbol: str, strategy_name: str, exchange_n
         state.cursor = when
         try:
             result = await state.tick(when)
+        except PersistError:
+            raise  # a lost state write stops the run: memory must not run ahead of the saved state
         except Exception as e:  # noqa: BLE001 - a failed tick is reported; the loop goes on
             await sink.error(e, f"Live {symbol} {strategy_name}")
         else:
