@@ -37,7 +37,7 @@ _FILE_SAFE = frozenset(string.ascii_letters + string.digits + "._=-")
 _MAX_NAME = 200  # bytes of an escaped key; longer ones end in a hash (file names stop at 255)
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
     """An injective, file-name-safe form of a key: letters, digits and `._=-` stay, everything
     else (and a leading `.`) becomes %XX of its UTF-8 bytes; a long key is cut and ends in
     `~` + a SHA-256 prefix (`~` never appears otherwise). `BTCUSDT_s` stays `BTCUSDT_s`."""
@@ -156,7 +156,7 @@ class FileBackend:
         return f"FileBackend({str(self.base)!r})"
 
     def path(self, kind: str, key: str) -> Path:
-        return self.base / _safe(kind) / f"{_safe(key)}.json"
+        return self.base / safe_name(kind) / f"{safe_name(key)}.json"
 
     def describe(self, kind: str, key: str) -> str:
         return f"state file {self.path(kind, key)}"
@@ -303,8 +303,8 @@ class SqliteBackend:
 
     def lock(self, kind: str, key: str) -> TextIO:
         """An exclusive lock on one record for this process (released on exit, even on SIGKILL)."""
-        folder = Path(f"{self.path.resolve()}-locks") / _safe(kind)
-        return _flock(folder / f"{_safe(key)}.lock", self.describe(kind, key))
+        folder = Path(f"{self.path.resolve()}-locks") / safe_name(kind)
+        return _flock(folder / f"{safe_name(key)}.lock", self.describe(kind, key))
 
     def close(self) -> None:
         self._db.close()

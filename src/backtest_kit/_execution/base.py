@@ -12,8 +12,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from .. import _state
 from .._hub import hub
-from .._report.backtest import write_report
-from .._report.source import report_path
+from .._report.source import dump_report
 from ..errors import BacktestKitError
 from ..events import DoneEvent
 
@@ -164,7 +163,7 @@ class Facade(Generic[I]):
         return self._registry.statuses()
 
     async def _dump(self, text: str, path: str | None, name: str) -> str:
-        return await write_report(report_path(path, self.folder, name), text)
+        return await dump_report(path, self.folder, name, text)
 
 
 class BackgroundRun:
