@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from collections.abc import Callable, Mapping
@@ -28,7 +29,7 @@ CALLBACK_NAMES: Mapping[str, frozenset[str]] = {
 WALKER_METRICS = (
     "total_signals", "win_count", "loss_count", "win_rate", "avg_pnl", "total_pnl", "std_dev",
     "sharpe_ratio", "annualized_sharpe_ratio", "certainty_ratio", "expected_yearly_returns",
-    "max_drawdown", "profit_factor", "avg_duration_minutes", "ambiguous_exit_count",
+    "max_drawdown", "profit_factor", "avg_duration_minutes", "ambiguous_exit_count", "error_count",
 )
 
 SIZING_METHODS = ("fixed-percentage", "kelly-criterion", "atr-based")
@@ -96,6 +97,19 @@ def _func(call: str, fld: str, value: Any, required: bool = True) -> Any:
     if not callable(value):
         raise _fail(call, fld, "must be callable" if required else "must be callable or None", value, True)
     return value
+
+
+def _callable_as(call: str, fld: str, fn: Any, args: tuple[Any, ...], shape: str) -> None:
+    """Refuse a function that cannot take `args` positionally (a callable without a readable
+    signature, such as some builtins, is accepted as it is)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(*args)
+    except TypeError as e:
+        raise _fail(call, fld, f"must be callable as {shape} ({e})", fn, True) from None
 
 
 def _interval(call: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -261,6 +275,8 @@ class StrategySchema:
         _name(call, "strategy_name", self.strategy_name)
         _interval(call, self.interval, STRATEGY_INTERVALS)
         _func(call, "get_signal", self.get_signal)
+        _callable_as(call, "get_signal", self.get_signal, ("BTCUSDT", datetime(2024, 1, 1, tzinfo=UTC)),
+                     "get_signal(symbol, when)")
         _callbacks(call, "strategy", self.callbacks)
         _opt_name(call, "risk_name", self.risk_name)
         self.risk_list = _unique_names(call, "risk_list", () if self.risk_list is None else self.risk_list)

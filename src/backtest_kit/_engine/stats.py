@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..events import CancelledResult, ClosedResult, OpenedResult, ScheduledResult
+from .runs import RunError
 
 DAY_MS = 86_400_000
 STD_EPSILON = 1e-12  # D13: below this a standard deviation is float noise, not dispersion
@@ -30,6 +31,8 @@ class BacktestStatistics:
     profit_factor: float | None = None
     avg_duration_minutes: float | None = None
     ambiguous_exit_count: int = 0  # trades whose exit candle reached both TP and SL
+    error_count: int = 0  # errors of user code or the exchange during the run (the run went on)
+    first_error: str | None = None  # "<where>: <ExceptionType>: <message>" of the first of them
 
 
 def _safe(x: float | None) -> float | None:
@@ -43,12 +46,18 @@ def _mean(xs: Sequence[float]) -> float:
     return s / len(xs)
 
 
-def backtest_statistics(closed: Sequence[ClosedResult]) -> BacktestStatistics:
-    """Every BacktestStatistics field over all closed trades, in close order (D4)."""
+def describe_error(e: RunError) -> str:
+    return f"{e.where}: {type(e.error).__name__}: {e.error}"
+
+
+def backtest_statistics(closed: Sequence[ClosedResult], errors: Sequence[RunError] = ()) -> BacktestStatistics:
+    """Every BacktestStatistics field over all closed trades, in close order (D4), with the
+    run's error count and first error."""
     trades = list(closed)
     n = len(trades)
+    error_count, first_error = len(errors), describe_error(errors[0]) if errors else None
     if n == 0:
-        return BacktestStatistics()
+        return BacktestStatistics(error_count=error_count, first_error=first_error)
     pnls = [t.pnl.pnl_percentage for t in trades]
     wins = [p for p in pnls if p > 0]
     losses = [p for p in pnls if p < 0]
@@ -93,6 +102,8 @@ def backtest_statistics(closed: Sequence[ClosedResult]) -> BacktestStatistics:
         profit_factor=_safe(gross_win / gross_loss) if gross_loss > 0 else None,
         avg_duration_minutes=_safe(_mean(durations) / 60_000),
         ambiguous_exit_count=sum(1 for t in trades if t.ambiguous_exit),
+        error_count=error_count,
+        first_error=first_error,
     )
 
 

@@ -42,10 +42,11 @@ class Timer:
 
 
 async def run_frames(symbol: str, strategy_name: str, exchange_name: str, frame_name: str,
-                     attach: Callable[[Machine], None]) -> AsyncIterator[Outcome]:
+                     attach: Callable[[Machine], None], strict: bool = False) -> AsyncIterator[Outcome]:
     """The backtest generator: yields every closed and cancelled result in time order.
 
-    `attach(machine)` lets the caller's stop() reach the run's machine.
+    `attach(machine)` lets the caller's stop() reach the run's machine; `strict` raises the
+    first error of user code or the exchange instead of reporting it.
     """
     strategy = registry.get_strategy(strategy_name, "Backtest.run")
     frame = registry.get_frame(frame_name, "Backtest.run")
@@ -53,7 +54,8 @@ async def run_frames(symbol: str, strategy_name: str, exchange_name: str, frame_
     books = [risk.book(name, True) for name in strategy.risk_names]
     for b in books:  # a new run starts flat for this strategy and symbol
         b.forget(strategy_name, symbol)
-    sink = Sink(strategy, symbol, backtest=True, run=runs.start("backtest", symbol, strategy_name), books=books)
+    sink = Sink(strategy, symbol, backtest=True, run=runs.start("backtest", symbol, strategy_name), books=books,
+                strict=strict)
     state = Machine(strategy, exchange, symbol, sink)
     attach(state)
     frames = timeframes(frame.start_ms, frame.end_ms, frame.interval)
@@ -140,19 +142,22 @@ class BacktestUtils(Facade[Instance]):
         registry.get_frame(frame_name, source)
 
     def run(self, symbol: str, *, strategy_name: str, exchange_name: str,
-            frame_name: str) -> AsyncIterator[Outcome]:
-        """Backtest `strategy_name` on `symbol`; yields closed and cancelled results."""
+            frame_name: str, strict: bool = False) -> AsyncIterator[Outcome]:
+        """Backtest `strategy_name` on `symbol`; yields closed and cancelled results. Errors of
+        the strategy or the exchange are reported and the run goes on; `strict=True` raises the
+        first one instead."""
         self._validate(symbol, strategy_name, exchange_name, frame_name, "Backtest.run")
         inst = self._registry.get(symbol, strategy_name)
-        return self._guarded(inst, lambda: run_frames(symbol, strategy_name, exchange_name, frame_name, inst.attach))
+        return self._guarded(inst, lambda: run_frames(symbol, strategy_name, exchange_name, frame_name, inst.attach,
+                                                      strict))
 
     def background(self, symbol: str, *, strategy_name: str, exchange_name: str,
-                   frame_name: str) -> BackgroundRun:
+                   frame_name: str, strict: bool = False) -> BackgroundRun:
         """Run the backtest without yielding; returns cancel() at once (a graceful stop)."""
         self._validate(symbol, strategy_name, exchange_name, frame_name, "Backtest.background")
         inst = self._registry.get(symbol, strategy_name)
         return self._background(
-            inst, lambda: run_frames(symbol, strategy_name, exchange_name, frame_name, inst.attach),
+            inst, lambda: run_frames(symbol, strategy_name, exchange_name, frame_name, inst.attach, strict),
             DoneEvent(exchange_name, strategy_name, True, symbol))
 
     async def stop(self, symbol: str, strategy_name: str) -> None:
@@ -164,7 +169,7 @@ class BacktestUtils(Facade[Instance]):
         registry.validate_strategy_refs(strategy_name, f"Backtest.{method}")
         self._registry.get(symbol, strategy_name)  # get_data memoises the instance, as 1.5.27 does
         run = runs.get("backtest", symbol, strategy_name)
-        return backtest_statistics(run.closed if run is not None else [])
+        return backtest_statistics(run.closed, run.errors) if run is not None else backtest_statistics([])
 
     async def get_data(self, symbol: str, strategy_name: str) -> BacktestStatistics:
         return self._stats(symbol, strategy_name, "get_data")

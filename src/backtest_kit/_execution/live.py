@@ -54,7 +54,7 @@ def _from_journal(entry: dict[str, Any], strategy_name: str, exchange_name: str,
 
 
 async def run_live(inst: Instance, symbol: str, strategy_name: str, exchange_name: str,
-                   clock: Clock) -> AsyncIterator[OpenedResult | Outcome]:
+                   clock: Clock, strict: bool = False) -> AsyncIterator[OpenedResult | Outcome]:
     """The live generator: yields opened, closed and cancelled results until stopped."""
     strategy = registry.get_strategy(strategy_name, "Live.run")
     exchange = ExchangeClient(registry.get_exchange(exchange_name, "Live.run"), backtest=False,
@@ -63,7 +63,7 @@ async def run_live(inst: Instance, symbol: str, strategy_name: str, exchange_nam
     lock = backend.lock("live", state_key(symbol, strategy_name)) if hasattr(backend, "lock") else None
     try:
         async for result in _live_loop(inst, symbol, strategy_name, exchange_name, clock, backend, strategy,
-                                       exchange):
+                                       exchange, strict):
             yield result
     finally:
         if lock is not None:
@@ -71,12 +71,12 @@ async def run_live(inst: Instance, symbol: str, strategy_name: str, exchange_nam
 
 
 async def _live_loop(inst: Instance, symbol: str, strategy_name: str, exchange_name: str, clock: Clock,
-                     backend: PersistBackend, strategy: Any, exchange: ExchangeClient
+                     backend: PersistBackend, strategy: Any, exchange: ExchangeClient, strict: bool = False
                      ) -> AsyncIterator[OpenedResult | Outcome]:
     store = LiveStore(backend, symbol, strategy_name)
     books = [live_book(name, current_backend("risk")) for name in strategy.risk_names]
     run = runs.start("live", symbol, strategy_name)
-    sink = Sink(strategy, symbol, backtest=False, run=run, books=books, persist=store)
+    sink = Sink(strategy, symbol, backtest=False, run=run, books=books, persist=store, strict=strict)
     state = Machine(strategy, exchange, symbol, sink)
     saved = store.load()
     if saved:
@@ -125,20 +125,23 @@ class LiveUtils(Facade[Instance]):
         registry.validate_strategy_refs(strategy_name, source)
         registry.get_exchange(exchange_name, source)
 
-    def run(self, symbol: str, *, strategy_name: str, exchange_name: str,
-            clock: Clock | None = None) -> AsyncIterator[OpenedResult | ClosedResult | CancelledResult]:
-        """Trade `strategy_name` on `symbol` until stopped; `clock` defaults to the system clock."""
+    def run(self, symbol: str, *, strategy_name: str, exchange_name: str, clock: Clock | None = None,
+            strict: bool = False) -> AsyncIterator[OpenedResult | ClosedResult | CancelledResult]:
+        """Trade `strategy_name` on `symbol` until stopped; `clock` defaults to the system clock.
+        A failed state write raises PersistError; `strict=True` also raises the first error of
+        the strategy or the exchange instead of reporting it."""
         self._validate(symbol, strategy_name, exchange_name, "Live.run")
         inst = self._registry.get(symbol, strategy_name)
-        return self._guarded(inst, lambda: run_live(inst, symbol, strategy_name, exchange_name, clock or SystemClock()))
+        return self._guarded(inst, lambda: run_live(inst, symbol, strategy_name, exchange_name, clock or SystemClock(),
+                                                    strict))
 
     def background(self, symbol: str, *, strategy_name: str, exchange_name: str,
-                   clock: Clock | None = None) -> BackgroundRun:
+                   clock: Clock | None = None, strict: bool = False) -> BackgroundRun:
         """Trade without yielding; returns cancel() (a graceful stop) at once."""
         self._validate(symbol, strategy_name, exchange_name, "Live.background")
         inst = self._registry.get(symbol, strategy_name)
         return self._background(
-            inst, lambda: run_live(inst, symbol, strategy_name, exchange_name, clock or SystemClock()),
+            inst, lambda: run_live(inst, symbol, strategy_name, exchange_name, clock or SystemClock(), strict),
             DoneEvent(exchange_name, strategy_name, False, symbol))
 
     async def stop(self, symbol: str, strategy_name: str) -> None:
@@ -151,7 +154,7 @@ class LiveUtils(Facade[Instance]):
         self._registry.get(symbol, strategy_name)  # get_data memoises the instance, as 1.5.27 does
         run = runs.get("live", symbol, strategy_name)
         closed = run.closed if run is not None else []
-        s = backtest_statistics(closed)
+        s = backtest_statistics(closed, run.errors if run is not None else ())
         events = [e for e in (run.events if run is not None else [])
                   if e.action in ("opened", "scheduled", "closed", "cancelled")]
         return LiveStatistics(**{f: getattr(s, f) for f in s.__dataclass_fields__},

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .. import _registry as registry
+from .._engine.runs import runs
 from .._engine.stats import BacktestStatistics, backtest_statistics
 from .._hub import call_reporting, hub
 from .._report.walker import render_walker_report
@@ -72,7 +73,8 @@ class WalkerUtils(Facade[WalkerInstance]):
                 await hub.report(e, f"Walker {walker_name} strategy {name}")
                 await _call(cbs, "on_strategy_error", name, symbol, e)
                 continue
-            stats = backtest_statistics(closed)
+            walked = runs.get("backtest", symbol, name)
+            stats = backtest_statistics(closed, walked.errors if walked is not None else ())
             value = metric_value(stats, metric)
             best_stats = data.best_stats
             if value is not None and (best is None or value > best):  # ties keep the earlier one
