@@ -377,3 +377,10 @@ def test_temp_files_of_killed_writes_are_removed_at_start_up():
     in_flight.write_text("{")
     run(end=20)
     assert not any(p.exists() for p in stale) and in_flight.exists()
+
+
+def test_timestamps_after_the_last_tick_or_closes_before_opens_are_corrupt():
+    doc = saved_state()
+    refused(edit(doc, ("pending", "pending_at"), doc["cursor"] + 60_000), "pending.pending_at")
+    refused(edit(doc, ("journal", 0, "close_timestamp"), doc["journal"][0]["signal"]["pending_at"] - 1),
+            r"journal\[0\]\.close_timestamp")

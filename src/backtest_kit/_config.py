@@ -151,6 +151,8 @@ def _check(key: str, value: Any) -> tuple[Any, str | None]:
         return None, f"{key} must be finite, got {_short(value)}"
     if too_big:
         return None, f"{key} must be at most {limit:,}, got {_short(value)}"
+    if key == "CC_PERCENT_SLIPPAGE" and value >= 100:  # a short would open at price * 0
+        return None, f"{key} must be < 100, got {_short(value)}"
     if key in _INT_KEYS:
         if isinstance(value, numbers.Integral):
             value = int(value)

@@ -130,6 +130,9 @@ def _journal_entry(entry: Any, field: str, symbol: str, strategy_name: str) -> N
     check_row(entry["signal"], f + "signal", symbol, strategy_name, None, None)
     _price(f + "current_price", entry["current_price"])
     _timestamp(f + "close_timestamp", entry["close_timestamp"])
+    began = entry["signal"]["pending_at" if action == "closed" else "scheduled_at"]
+    if entry["close_timestamp"] < began:
+        raise _Bad(f + "close_timestamp", f"({entry['close_timestamp']}) is before the signal began ({began})")
     if action == "closed":
         reason = entry["close_reason"]
         if reason not in _CLOSE_REASONS or not isinstance(reason, str):
@@ -197,7 +200,12 @@ def check_restored(data: dict[str, Any], where: str, symbol: str, strategy_name:
         bucket = data.get("last_bucket")
         if bucket is not None and not _is_int(bucket):
             raise _Bad("last_bucket", f"must be an int or null, got {_show(bucket)}")
-        _timestamp("cursor", data.get("cursor"), optional=True)
+        cursor = data.get("cursor")
+        _timestamp("cursor", cursor, optional=True)
+        # The cursor is the last tick: nothing saved can have happened after it.
+        for name, row, at in (("pending", pending, "pending_at"), ("scheduled", scheduled, "scheduled_at")):
+            if cursor is not None and row is not None and row[at] > cursor:
+                raise _Bad(f"{name}.{at}", f"({row[at]}) is after the last tick saved (cursor {cursor})")
     except _Bad as bad:
         raise _corrupt(where, bad) from None
 
