@@ -50,6 +50,34 @@ _POSITIVE_KEYS = frozenset({
 })
 
 
+# Largest accepted values: beyond them a key means nothing sane and the engine's arithmetic
+# (minutes -> ms, timeouts, windows of candles) would overflow or allocate without bound.
+_YEARS_10_MIN = 10 * 525_600
+_MAX: Mapping[str, float] = {
+    "CC_SCHEDULE_AWAIT_MINUTES": _YEARS_10_MIN,
+    "CC_AVG_PRICE_CANDLES_COUNT": 100_000,
+    "CC_PERCENT_SLIPPAGE": 100,
+    "CC_PERCENT_FEE": 100,
+    "CC_MIN_TAKEPROFIT_DISTANCE_PERCENT": 1_000_000,
+    "CC_MIN_STOPLOSS_DISTANCE_PERCENT": 1_000_000,
+    "CC_MAX_STOPLOSS_DISTANCE_PERCENT": 1_000_000,
+    "CC_MAX_SIGNAL_LIFETIME_MINUTES": _YEARS_10_MIN,
+    "CC_MAX_SIGNAL_GENERATION_SECONDS": 365 * 86_400,
+    "CC_GET_CANDLES_RETRY_COUNT": 1_000,
+    "CC_GET_CANDLES_RETRY_DELAY_MS": 3_600_000,
+    "CC_GET_CANDLES_PRICE_ANOMALY_THRESHOLD_FACTOR": 10**15,
+    "CC_GET_CANDLES_MIN_CANDLES_FOR_MEDIAN": 100_000,
+    "CC_TICK_TTL_MS": 7 * 86_400_000,
+    "CC_INITIAL_CAPITAL": 1e15,
+    "CC_ANNUALIZATION_DAYS": 366,
+}
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
+
+
 class Config:
     """The current configuration; the engine reads `cfg.CC_*` attributes directly in hot loops."""
 
@@ -118,9 +146,19 @@ def _check(key: str, value: Any) -> tuple[Any, str | None]:
             return value, None
         return None, f"{key} must be a bool, got {value!r} ({type(value).__name__})"
     if not is_real(value):
-        return None, f"{key} must be a number, got {value!r} ({type(value).__name__})"
-    if not math.isfinite(value):
-        return None, f"{key} must be finite, got {value!r}"
+        return None, f"{key} must be a number, got {_short(value)} ({type(value).__name__})"
+    limit = _MAX[key]
+    try:
+        finite = isinstance(value, numbers.Integral) or math.isfinite(value)
+        too_big = finite and abs(value) > limit
+    except (OverflowError, ValueError, TypeError):  # a Fraction or custom Real beyond float range
+        finite, too_big = True, True
+    if not finite:
+        return None, f"{key} must be finite, got {_short(value)}"
+    if too_big:
+        return None, f"{key} must be at most {limit:,}, got {_short(value)}"
+    if key == "CC_PERCENT_SLIPPAGE" and value >= 100:  # a short would open at price * 0
+        return None, f"{key} must be < 100, got {_short(value)}"
     if key in _INT_KEYS:
         if isinstance(value, numbers.Integral):
             value = int(value)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ._time import CANDLE_INTERVALS, to_datetime
+from ._time import CANDLE_INTERVALS, interval_ms, iso, to_datetime
 from .errors import ContextError, ValidationError
 
 if TYPE_CHECKING:
@@ -52,7 +52,21 @@ async def get_candles(symbol: str, interval: str, limit: int) -> Candles:
         raise ValidationError(f"get_candles: unknown interval {interval!r}; use one of {', '.join(CANDLE_INTERVALS)}")
     if not isinstance(limit, numbers.Integral) or isinstance(limit, bool) or limit < 1:
         raise ValidationError(f"get_candles: limit must be a positive integer, got {limit!r}")
+    if limit > MAX_CANDLES:
+        raise ValidationError(f"get_candles: limit must be at most {MAX_CANDLES:,} candles, got {_short(limit)}")
+    step = interval_ms(interval)
+    if ctx.when // step * step - int(limit) * step < 0:
+        raise ValidationError(f"get_candles: {int(limit):,} candles of {interval} before {iso(ctx.when)} reach "
+                              "back before 1970-01-01; ask for fewer")
     return await ctx.exchange.window(symbol, interval, ctx.when, int(limit))
+
+
+MAX_CANDLES = 5_000_000  # about 9.5 years of 1m candles (240 MB of float64 columns) per call
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} digits)"
 
 
 async def get_average_price(symbol: str) -> float:

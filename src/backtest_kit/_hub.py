@@ -92,7 +92,7 @@ class Hub:
 
     async def report(self, error: BaseException, where: str = "") -> None:
         """Send a recoverable error to listen_error (errors of error listeners are only logged)."""
-        _logging.log.warning("%s%s", f"[{where}] " if where else "", error)
+        _logging.outside_runs.report(where, error)
         if where == "error":
             return
         await self.emit("error", error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from collections.abc import Callable, Mapping
@@ -10,7 +11,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from ._config import is_real
-from ._time import FRAME_INTERVALS, STRATEGY_INTERVALS, iso, to_datetime, to_ms
+from ._time import FRAME_INTERVALS, STRATEGY_INTERVALS, interval_ms, iso, to_datetime, to_ms
 from .errors import ValidationError
 
 CALLBACK_NAMES: Mapping[str, frozenset[str]] = {
@@ -28,7 +29,7 @@ CALLBACK_NAMES: Mapping[str, frozenset[str]] = {
 WALKER_METRICS = (
     "total_signals", "win_count", "loss_count", "win_rate", "avg_pnl", "total_pnl", "std_dev",
     "sharpe_ratio", "annualized_sharpe_ratio", "certainty_ratio", "expected_yearly_returns",
-    "max_drawdown", "profit_factor", "avg_duration_minutes", "ambiguous_exit_count",
+    "max_drawdown", "profit_factor", "avg_duration_minutes", "ambiguous_exit_count", "error_count",
     "final_equity", "total_return_pct", "cagr_pct", "max_drawdown_pct", "max_drawdown_duration_days",
     "volatility_ann_pct", "sharpe", "sortino", "calmar", "exposure_pct",
 )
@@ -100,6 +101,19 @@ def _func(call: str, fld: str, value: Any, required: bool = True) -> Any:
     return value
 
 
+def _callable_as(call: str, fld: str, fn: Any, args: tuple[Any, ...], shape: str) -> None:
+    """Refuse a function that cannot take `args` positionally (a callable without a readable
+    signature, such as some builtins, is accepted as it is)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(*args)
+    except TypeError as e:
+        raise _fail(call, fld, f"must be callable as {shape} ({e})", fn, True) from None
+
+
 def _interval(call: str, value: Any, allowed: tuple[str, ...]) -> str:
     """An interval from the kind's list."""
     if value not in allowed or not isinstance(value, str):
@@ -133,16 +147,52 @@ def _number(call: str, fld: str, value: Any, rule: str, ok: Callable[[float], bo
     return value if type(value) in (int, float) else float(value)
 
 
+MAX_FRAMES = 10_000_000  # 19 years of 1m frames: an int64 array of 80 MB
+MAX_DATE_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+
+def frame_count(start_ms: int, end_ms: int, interval: str) -> int:
+    """How many timeframes start..end (inclusive) holds at `interval`."""
+    return 0 if end_ms < start_ms else (end_ms - start_ms) // interval_ms(interval) + 1
+
+
+def _when(ms: int) -> str:
+    return iso(ms) if 0 <= ms <= MAX_DATE_MS else f"{ms} ms"
+
+
+def check_frame_count(start_ms: int, end_ms: int, interval: str, where: str) -> None:
+    """ValidationError naming the limit when a frame would hold more than MAX_FRAMES timeframes."""
+    n = frame_count(start_ms, end_ms, interval)
+    if n > MAX_FRAMES:
+        raise ValidationError(
+            f"{where}: {_when(start_ms)} .. {_when(end_ms)} at {interval} holds {n:,} timeframes; the limit is "
+            f"{MAX_FRAMES:,} timeframes per frame — use a longer interval or a shorter period")
+
+
 def _date(call: str, fld: str, value: Any) -> datetime:
-    """A datetime (naive = UTC), a date (midnight UTC) or epoch ms -> aware UTC datetime."""
-    if isinstance(value, datetime):
-        aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value
-        return aware.astimezone(UTC)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return to_datetime(int(value))
-    raise _fail(call, fld, "must be a datetime or int epoch milliseconds", value, True)
+    """A datetime (naive = UTC), a date (midnight UTC) or epoch ms -> aware UTC datetime, from
+    1970-01-01 to 9999-12-31."""
+    rule = "must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z"
+    try:
+        if isinstance(value, datetime):
+            aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+            result = aware.astimezone(UTC)
+        elif isinstance(value, date):
+            result = datetime(value.year, value.month, value.day, tzinfo=UTC)
+        elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            if not 0 <= int(value) <= MAX_DATE_MS:
+                raise _fail(call, fld, rule + " (as epoch milliseconds)", value, True)
+            result = to_datetime(int(value))
+        else:
+            raise _fail(call, fld, "must be a datetime or int epoch milliseconds", value, True)
+        ms = to_ms(result)
+    except (OverflowError, ValueError, OSError) as e:
+        if isinstance(e, ValidationError):
+            raise
+        raise _fail(call, fld, rule, value, True) from None
+    if not 0 <= ms <= MAX_DATE_MS:
+        raise _fail(call, fld, rule, value, True)
+    return result
 
 
 def _unique_names(call: str, fld: str, value: Any, non_empty: bool = False) -> tuple[str, ...]:
@@ -211,6 +261,7 @@ class FrameSchema:
         if self.start_ms > self.end_ms:
             raise ValidationError(f"{call}: field 'start_date' {iso(self.start_ms)} is after "
                                   f"field 'end_date' {iso(self.end_ms)}")
+        check_frame_count(self.start_ms, self.end_ms, self.interval, call)
         _callbacks(call, "frame", self.callbacks)
         _note(call, self.note)
 
@@ -233,6 +284,8 @@ class StrategySchema:
         _name(call, "strategy_name", self.strategy_name)
         _interval(call, self.interval, STRATEGY_INTERVALS)
         _func(call, "get_signal", self.get_signal)
+        _callable_as(call, "get_signal", self.get_signal, ("BTCUSDT", datetime(2024, 1, 1, tzinfo=UTC)),
+                     "get_signal(symbol, when)")
         _callbacks(call, "strategy", self.callbacks)
         _opt_name(call, "risk_name", self.risk_name)
         self.risk_list = _unique_names(call, "risk_list", () if self.risk_list is None else self.risk_list)

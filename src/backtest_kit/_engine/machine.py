@@ -22,6 +22,7 @@ from .._candles import Candles
 from .._config import cfg
 from .._context import ExecutionContext, enter, leave
 from .._exchange import ExchangeClient
+from .._restore import check_restored
 from .._schema import StrategySchema
 from .._signal import new_id, plain_note, signal_errors, to_signal, validation_message
 from .._sizing import PositionSize
@@ -228,11 +229,7 @@ class Machine:
 
     def restore(self, data: dict[str, Any], where: str) -> None:
         """Take over a saved snapshot (`where` names it in errors)."""
-        if data.get("exchange_name") != self.exchange.name:
-            raise PersistError(
-                f"saved live state of {self.symbol}/{self.strategy_name} belongs to exchange "
-                f"{data.get('exchange_name')!r}, not {self.exchange.name!r}; it may hold an open "
-                f"position — close it there or remove {where}")
+        check_restored(data, where, self.symbol, self.strategy_name, self.exchange.name)
         try:
             self.pending = SignalRow(**data["pending"]) if data.get("pending") else None
             self.scheduled = SignalRow(**data["scheduled"]) if data.get("scheduled") else None

@@ -11,7 +11,7 @@ from dataclasses import replace
 from .. import _registry as registry
 from .. import _state
 from .._exchange import maybe_await
-from .._persist import PersistBackend
+from .._persist import PersistBackend, write_record
 from .._schema import RiskSchema
 from ..events import ActivePosition, RiskCheckArgs, RiskEvent, SignalRow
 
@@ -59,10 +59,10 @@ class RiskBook:
 
     def _save(self) -> None:
         if self.store is not None:
-            self.store.write("risk", self.schema.risk_name, [
+            write_record(self.store, "risk", self.schema.risk_name, [
                 {"strategy_name": p.strategy_name, "symbol": p.symbol, "open_timestamp": p.open_timestamp,
                  "signal": p.signal.to_dict() if p.signal is not None else None}
-                for p in self.positions.values()])
+                for p in self.positions.values()], f"the active positions of risk profile {self.schema.risk_name!r}")
 
     async def check(self, args: RiskCheckArgs) -> RiskEvent | None:
         """None when every validation passes; else the rejection (the sink announces it)."""

@@ -7,10 +7,12 @@ close cannot be repeated after a crash.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from .._hub import call_reporting, hub
+from .._hub import hub
+from .._logging import ErrorLog
 from .._schema import StrategySchema, callback
 from ..events import PartialEvent, PerformanceEvent, RiskCheckArgs, RiskEvent, SignalRow, TickResult
 from .account import Account
@@ -54,8 +56,12 @@ class Sink:
     """Applies the events of one (mode, symbol, strategy) machine."""
 
     def __init__(self, schema: StrategySchema, symbol: str, *, backtest: bool, run: Run,
-                 books: Sequence[RiskBook] = (), persist: Persist | None = None, account: Account | None = None):
+                 books: Sequence[RiskBook] = (), persist: Persist | None = None, account: Account | None = None,
+                 strict: bool = False):
         self.symbol = symbol
+        self.strict = strict  # raise the first error of user code or the exchange instead of reporting it
+        self._log = ErrorLog()
+        self._raised: BaseException | None = None
         self.strategy_name = schema.strategy_name
         self.backtest = backtest
         self.run = run
@@ -134,9 +140,9 @@ class Sink:
         """A risk check's outcome: the profile's callbacks -> run log -> hub."""
         cbs = book.schema.callbacks
         if rejection is None:
-            await call_reporting(callback(cbs, "on_allowed"), args.symbol, args, where="risk callback on_allowed")
+            await self._user(callback(cbs, "on_allowed"), (args.symbol, args), "risk callback on_allowed")
             return
-        await call_reporting(callback(cbs, "on_rejected"), args.symbol, args, where="risk callback on_rejected")
+        await self._user(callback(cbs, "on_rejected"), (args.symbol, args), "risk callback on_rejected")
         self.run.rejections.append(rejection)
         if rejection.error is not None:
             await hub.emit("validation", rejection.error)
@@ -163,9 +169,16 @@ class Sink:
             await self._call("on_schedule", self.symbol, scheduled, price, self.backtest)
 
     async def error(self, error: BaseException, where: str) -> None:
-        """A recoverable error: kept in the run log and sent to listen_error."""
+        """An error of user code or the exchange: kept in the run log, logged (the first of each
+        kind at WARNING, repeats counted) and sent to listen_error; with strict, raised instead."""
+        if error is self._raised:
+            raise error  # strict: already recorded, on its way out through an outer handler
         self.run.errors.append(RunError(where, error))
-        await hub.report(error, where)
+        self._log.report(where, error)
+        if self.strict:
+            self._raised = error
+            raise error
+        await hub.emit("error", error)
 
     async def performance(self, event: PerformanceEvent) -> None:
         self.run.perf.append(event)
@@ -175,4 +188,15 @@ class Sink:
     async def _call(self, name: str, *args: Any) -> None:
         fn = self._cb[name]
         if fn is not None:
-            await call_reporting(fn, *args, where=f"{self.strategy_name}.{name}")
+            await self._user(fn, args, f"{self.strategy_name}.{name}")
+
+    async def _user(self, fn: Callable[..., Any] | None, args: tuple[Any, ...], where: str) -> None:
+        """A user callback (sync or async); its exception is this run's error, never further (D19)."""
+        if fn is None:
+            return
+        try:
+            result = fn(*args)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as e:  # noqa: BLE001 - user code never breaks the engine unless strict
+            await self.error(e, where)

@@ -14,6 +14,7 @@ import pandas as pd
 from .._config import cfg
 from .._equity import EquityStats, TradeArrays, equity_curve, equity_statistics, exposure_mask, resample_last
 from ..events import CancelledResult, ClosedResult, OpenedResult, ScheduledResult
+from .runs import RunError
 
 DAY_MS = 86_400_000
 STD_EPSILON = 1e-12  # D13: below this a standard deviation is float noise, not dispersion
@@ -64,6 +65,8 @@ class BacktestStatistics(Tabular):
     profit_factor: float | None = None
     avg_duration_minutes: float | None = None
     ambiguous_exit_count: int = 0  # trades whose exit candle reached both TP and SL
+    error_count: int = 0  # errors of user code or the exchange during the run (the run went on)
+    first_error: str | None = None  # "<where>: <ExceptionType>: <message>" of the first of them
     data_gaps: int = 0  # runs of missing minutes met in the frame's 1m candles
     longest_gap_minutes: int = 0
     # On the account's equity, marked to market at 1m closes (daily returns for the ratios).
@@ -97,13 +100,18 @@ EQUITY_FIELDS = ("initial_capital", "final_equity", "total_return_pct", "cagr_pc
                  "exposure_pct", "buy_and_hold_return_pct")
 
 
+def describe_error(e: RunError) -> str:
+    return f"{e.where}: {type(e.error).__name__}: {e.error}"
+
+
 def backtest_statistics(closed: Sequence[ClosedResult], equity: EquityStats | None = None,
-                        gaps: tuple[int, int] = (0, 0)) -> BacktestStatistics:
+                        gaps: tuple[int, int] = (0, 0), errors: Sequence[RunError] = ()) -> BacktestStatistics:
     """Every BacktestStatistics field over all closed trades, in close order (D4), plus the
     equity block when the run's equity is known; `gaps` is (data gaps, longest gap in minutes)
-    of the frame's 1m data."""
+    of the frame's 1m data; `errors` are the run's recoverable errors (count and first)."""
     stats = _trade_statistics(list(closed))
     stats.data_gaps, stats.longest_gap_minutes = gaps
+    stats.error_count, stats.first_error = len(errors), describe_error(errors[0]) if errors else None
     if equity is not None:
         for name in EQUITY_FIELDS:
             setattr(stats, name, getattr(equity, name))

@@ -156,7 +156,8 @@ class FrameLoop:
 
 
 async def open_loop(symbol: str, strategy_name: str, exchange: ExchangeClient, frame_name: str,
-                    attach: Callable[[Machine], None], account: Account | None = None) -> FrameLoop:
+                    attach: Callable[[Machine], None], account: Account | None = None,
+                    strict: bool = False) -> FrameLoop:
     """Build the run of (symbol, strategy) over a frame: run log entry, sink, machine, loop."""
     strategy = registry.get_strategy(strategy_name, "Backtest.run")
     frame = registry.get_frame(frame_name, "Backtest.run")
@@ -164,7 +165,7 @@ async def open_loop(symbol: str, strategy_name: str, exchange: ExchangeClient, f
     for b in books:  # a new run starts flat for this strategy and symbol
         b.forget(strategy_name, symbol)
     sink = Sink(strategy, symbol, backtest=True, run=runs.start("backtest", symbol, strategy_name), books=books,
-                account=account)
+                account=account, strict=strict)
     state = Machine(strategy, exchange, symbol, sink)
     attach(state)
     frames = timeframes(frame.start_ms, frame.end_ms, frame.interval)
@@ -177,13 +178,14 @@ async def open_loop(symbol: str, strategy_name: str, exchange: ExchangeClient, f
 
 
 async def run_frames(symbol: str, strategy_name: str, exchange_name: str, frame_name: str,
-                     attach: Callable[[Machine], None]) -> AsyncIterator[Outcome]:
+                     attach: Callable[[Machine], None], strict: bool = False) -> AsyncIterator[Outcome]:
     """The backtest generator: yields every closed and cancelled result in time order.
 
-    `attach(machine)` lets the caller's stop() reach the run's machine.
+    `attach(machine)` lets the caller's stop() reach the run's machine; `strict` raises the
+    first error of user code or the exchange instead of reporting it.
     """
     exchange = ExchangeClient(registry.get_exchange(exchange_name, "Backtest.run"), backtest=True)
-    loop = await open_loop(symbol, strategy_name, exchange, frame_name, attach)
+    loop = await open_loop(symbol, strategy_name, exchange, frame_name, attach, strict=strict)
     run_started = time.perf_counter()
     while not loop.done:
         outcome = await loop.step()
@@ -232,21 +234,24 @@ class BacktestUtils(Facade[Instance]):
         registry.get_frame(frame_name, source)
 
     def run(self, symbol: str, *, strategy_name: str, exchange_name: str,
-            frame_name: str) -> AsyncIterator[Outcome]:
-        """Backtest `strategy_name` on `symbol`; yields closed and cancelled results."""
+            frame_name: str, strict: bool = False) -> AsyncIterator[Outcome]:
+        """Backtest `strategy_name` on `symbol`; yields closed and cancelled results. Errors of
+        the strategy or the exchange are reported and the run goes on; `strict=True` raises the
+        first one instead."""
         self._validate(symbol, strategy_name, exchange_name, frame_name, "Backtest.run")
         symbol = registry.canonical_symbol(symbol, exchange_name)
         inst = self._registry.get(symbol, strategy_name)
-        return self._guarded(inst, lambda: run_frames(symbol, strategy_name, exchange_name, frame_name, inst.attach))
+        return self._guarded(inst, lambda: run_frames(symbol, strategy_name, exchange_name, frame_name, inst.attach,
+                                                      strict))
 
     def background(self, symbol: str, *, strategy_name: str, exchange_name: str,
-                   frame_name: str) -> BackgroundRun:
+                   frame_name: str, strict: bool = False) -> BackgroundRun:
         """Run the backtest without yielding; returns cancel() at once (a graceful stop)."""
         self._validate(symbol, strategy_name, exchange_name, frame_name, "Backtest.background")
         symbol = registry.canonical_symbol(symbol, exchange_name)
         inst = self._registry.get(symbol, strategy_name)
         return self._background(
-            inst, lambda: run_frames(symbol, strategy_name, exchange_name, frame_name, inst.attach),
+            inst, lambda: run_frames(symbol, strategy_name, exchange_name, frame_name, inst.attach, strict),
             DoneEvent(exchange_name, strategy_name, True, symbol))
 
     async def stop(self, symbol: str, strategy_name: str) -> None:
@@ -266,7 +271,7 @@ class BacktestUtils(Facade[Instance]):
         marks = await _marks(run, method)
         closed = run.closed
         equity = equity_block(closed, *marks, run.initial_capital) if marks is not None else None
-        return backtest_statistics(closed, equity, run.gaps)
+        return backtest_statistics(closed, equity, run.gaps, run.errors)
 
     async def get_trades(self, symbol: str, strategy_name: str) -> pd.DataFrame:
         """Every closed trade: times, prices, quantity, notional and PnL in percent and money."""

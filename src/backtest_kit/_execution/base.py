@@ -13,8 +13,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from .. import _state
 from .._hub import hub
 from .._registry import canonical_symbol
-from .._report.backtest import write_report
-from .._report.source import report_path
+from .._report.source import dump_report
 from ..errors import BacktestKitError, ValidationError
 from ..events import DoneEvent
 
@@ -168,7 +167,7 @@ class Facade(Generic[I]):
         return self._registry.statuses()
 
     async def _dump(self, text: str, path: str | None, name: str, ext: str = ".md") -> str:
-        return await write_report(report_path(path, self.folder, name, ext), text)
+        return await dump_report(path, self.folder, name, text, ext)
 
 
 def check_format(format: str, method: str) -> str:

@@ -16,12 +16,13 @@ from .._engine.runs import runs
 from .._engine.sink import Sink
 from .._engine.stats import LiveStatistics, backtest_statistics
 from .._exchange import ExchangeClient
-from .._persist import LiveStore, PersistBackend, current_backend
+from .._persist import LiveStore, PersistBackend, current_backend, describe, read_record, state_key
 from .._report.live import render_live_report
 from .._report.table import Column
+from .._restore import risk_positions
 from .._time import MINUTE_MS
 from ..errors import PersistError
-from ..events import ActivePosition, CancelledResult, ClosedResult, DoneEvent, OpenedResult, Outcome, PnL, SignalRow
+from ..events import CancelledResult, ClosedResult, DoneEvent, OpenedResult, Outcome, PnL, SignalRow
 from .backtest import Timer
 from .base import BackgroundRun, Facade, Instance
 
@@ -30,10 +31,8 @@ def live_book(risk_name: str, backend: PersistBackend) -> risk.RiskBook:
     """The live risk book, loaded from the backend the first time this process uses it."""
     b = risk.book(risk_name, False)
     if b.store is None:
-        for p in backend.read("risk", risk_name) or []:
-            b.positions[f"{p['strategy_name']}:{p['symbol']}"] = ActivePosition(
-                p["strategy_name"], p["symbol"], SignalRow(**p["signal"]) if p.get("signal") else None,
-                p["open_timestamp"])
+        saved = read_record(backend, "risk", risk_name)
+        b.positions.update(risk_positions(saved, describe(backend, "risk", risk_name)))
         b.store = backend
     return b
 
@@ -69,19 +68,19 @@ def check_fingerprint(saved: Mapping[str, Any], expected: Mapping[str, Any], whe
 
 
 async def run_live(inst: Instance, symbol: str, strategy_name: str, exchange_name: str,
-                   clock: Clock, fingerprint: Mapping[str, Any] | None = None
+                   clock: Clock, fingerprint: Mapping[str, Any] | None = None, strict: bool = False
                    ) -> AsyncIterator[OpenedResult | Outcome]:
     """The live generator: yields opened, closed and cancelled results until stopped."""
     strategy = registry.get_strategy(strategy_name, "Live.run")
     exchange = ExchangeClient(registry.get_exchange(exchange_name, "Live.run"), backtest=False,
                               sleep=clock.sleep, now_ms=clock.now_ms)
     backend = current_backend("live")
-    lock = backend.lock("live", f"{symbol}_{strategy_name}") if hasattr(backend, "lock") else None
+    lock = backend.lock("live", state_key(symbol, strategy_name)) if hasattr(backend, "lock") else None
     try:
         expected = {"strategy_name": strategy_name, "interval": strategy.interval, "exchange_name": exchange_name,
                     **(fingerprint or {})}
         async for result in _live_loop(inst, symbol, strategy_name, exchange_name, clock, backend, strategy,
-                                       exchange, expected):
+                                       exchange, expected, strict):
             yield result
     finally:
         if lock is not None:
@@ -89,12 +88,13 @@ async def run_live(inst: Instance, symbol: str, strategy_name: str, exchange_nam
 
 
 async def _live_loop(inst: Instance, symbol: str, strategy_name: str, exchange_name: str, clock: Clock,
-                     backend: PersistBackend, strategy: Any, exchange: ExchangeClient, fingerprint: dict[str, Any]
+                     backend: PersistBackend, strategy: Any, exchange: ExchangeClient, fingerprint: dict[str, Any],
+                     strict: bool = False
                      ) -> AsyncIterator[OpenedResult | Outcome]:
     store = LiveStore(backend, symbol, strategy_name)
     books = [live_book(name, current_backend("risk")) for name in strategy.risk_names]
     run = runs.start("live", symbol, strategy_name)
-    sink = Sink(strategy, symbol, backtest=False, run=run, books=books, persist=store)
+    sink = Sink(strategy, symbol, backtest=False, run=run, books=books, persist=store, strict=strict)
     state = Machine(strategy, exchange, symbol, sink)
     state.fingerprint = fingerprint
     saved = store.load()
@@ -130,6 +130,8 @@ async def _live_loop(inst: Instance, symbol: str, strategy_name: str, exchange_n
                     result.close_timestamp + MINUTE_MS <= at and not state.stopped:
                 # D3, as the backtest resumes: flat again since this minute, so ask for a signal now.
                 await state.tick(at)
+        except PersistError:
+            raise  # a lost state write stops the run: memory must not run ahead of the saved state
         except Exception as e:  # noqa: BLE001 - a failed tick is reported; the loop goes on
             await sink.error(e, f"Live {symbol} {strategy_name}")
         else:
@@ -157,8 +159,11 @@ class LiveUtils(Facade[Instance]):
         registry.get_exchange(exchange_name, source)
 
     def run(self, symbol: str, *, strategy_name: str, exchange_name: str, clock: Clock | None = None,
-            fingerprint: Mapping[str, Any] | None = None) -> AsyncIterator[OpenedResult | Outcome]:
+            fingerprint: Mapping[str, Any] | None = None, strict: bool = False
+            ) -> AsyncIterator[OpenedResult | Outcome]:
         """Trade `strategy_name` on `symbol` until stopped; `clock` defaults to the system clock.
+        A failed state write raises PersistError; `strict=True` also raises the first error of
+        the strategy or the exchange instead of reporting it.
 
         The saved state records what it was started with (strategy, interval, exchange, and
         the JSON-able `fingerprint` you add, e.g. the data file and parameters); resuming it
@@ -167,15 +172,16 @@ class LiveUtils(Facade[Instance]):
         self._validate(symbol, strategy_name, exchange_name, "Live.run")
         inst = self._registry.get(symbol, strategy_name)
         return self._guarded(inst, lambda: run_live(inst, symbol, strategy_name, exchange_name,
-                                                    clock or SystemClock(), fingerprint))
+                                                    clock or SystemClock(), fingerprint, strict))
 
     def background(self, symbol: str, *, strategy_name: str, exchange_name: str, clock: Clock | None = None,
-                   fingerprint: Mapping[str, Any] | None = None) -> BackgroundRun:
+                   fingerprint: Mapping[str, Any] | None = None, strict: bool = False) -> BackgroundRun:
         """Trade without yielding; returns cancel() (a graceful stop) at once."""
         self._validate(symbol, strategy_name, exchange_name, "Live.background")
         inst = self._registry.get(symbol, strategy_name)
         return self._background(
-            inst, lambda: run_live(inst, symbol, strategy_name, exchange_name, clock or SystemClock(), fingerprint),
+            inst, lambda: run_live(inst, symbol, strategy_name, exchange_name, clock or SystemClock(), fingerprint,
+                                   strict),
             DoneEvent(exchange_name, strategy_name, False, symbol))
 
     async def stop(self, symbol: str, strategy_name: str) -> None:
@@ -188,7 +194,7 @@ class LiveUtils(Facade[Instance]):
         self._registry.get(symbol, strategy_name)  # get_data memoises the instance, as 1.5.27 does
         run = runs.get("live", symbol, strategy_name)
         closed = run.closed if run is not None else []
-        s = backtest_statistics(closed)
+        s = backtest_statistics(closed, errors=run.errors if run is not None else ())
         events = [e for e in (run.events if run is not None else [])
                   if e.action in ("opened", "scheduled", "closed", "cancelled")]
         return LiveStatistics(**{f: getattr(s, f) for f in s.__dataclass_fields__},

@@ -51,10 +51,20 @@ def _unit(x: float | None, digits: int, unit: str) -> str:
     return text if text == "N/A" else f"{text}{unit}"
 
 
+def error_lines(s: BacktestStatistics) -> list[str]:
+    """The errors line of a run that met errors (none when it met none)."""
+    if not s.error_count:
+        return []
+    first = " ".join(str(s.first_error).split())
+    first = first if len(first) <= 300 else first[:297] + "..."
+    return [f"**Errors:** {s.error_count} during the run; the first: {first} "
+            "(each is sent to listen_error; strict=True raises the first)"]
+
+
 def summary_lines(s: BacktestStatistics) -> list[str]:
     """The bold statistics lines under the table."""
     win_rate = _unit(s.win_rate, 2, f"% ({s.win_count}W / {s.loss_count}L)")
-    return [
+    return error_lines(s) + [
         f"**Total signals:** {s.total_signals}",
         f"**Closed signals:** {s.total_signals}",
         f"**Win rate:** {_better(win_rate, 'higher')}",
@@ -125,7 +135,7 @@ async def render_backtest_report(symbol: str, strategy_name: str, stats: Backtes
     """Markdown report of a backtest: title, symbol, trade table (close order) and statistics."""
     title = f"# Backtest Report: {strategy_name}"
     if not stats.total_signals:
-        return f"{title}\n\nNo signals closed yet."
+        return "\n\n".join([title, "No signals closed yet.", *error_lines(stats)])
     if max_rows is not None and max_rows < 0:
         raise ValueError(f"max_rows must be >= 0 or None, got {max_rows!r}")
     rows = stats.signal_list

@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from .. import _registry as registry
 from .._engine.stats import STD_EPSILON
 from ..events import ClosedResult
-from .backtest import write_report
-from .source import RunSource, default_runs, report_path
+from .source import RunSource, default_runs, dump_report
 from .table import Column, fmt_num, fmt_pct, render_table
 
 
@@ -174,7 +173,7 @@ class HeatUtils:
         """Write the report (default ./dump/heatmap/<strategy>.md); returns the absolute path."""
         stats = self._stats(strategy_name, backtest, "Heat.dump")
         text = await render_heat_report(strategy_name, stats, columns)
-        return await write_report(report_path(path, "heatmap", strategy_name), text)
+        return await dump_report(path, "heatmap", strategy_name, text)
 
 
 Heat = HeatUtils()

@@ -8,7 +8,7 @@ from .._config import cfg
 from .._engine.stats import LiveStatistics
 from .._signal import plain_note
 from ..events import CancelledResult, ClosedResult, OpenedResult, ScheduledResult
-from .backtest import summary_lines
+from .backtest import error_lines, summary_lines
 from .table import Column, fmt_pct, fmt_price, fmt_time, js_round, render_table
 
 # The rows of the live report (LiveStatistics.event_list).
@@ -50,9 +50,10 @@ async def render_live_report(symbol: str, strategy_name: str, stats: LiveStatist
                              columns: Sequence[Column] | None = None) -> str:
     title = f"# Live Trading Report: {strategy_name}"
     if not stats.total_events:
-        return f"{title}\n\nNo events recorded yet."
+        return "\n\n".join([title, "No events recorded yet.", *error_lines(stats)])
     table = await render_table(stats.event_list, live_columns() if columns is None else columns)
     summary = summary_lines(stats)
-    summary[0] = f"**Total events:** {stats.total_events}"
-    summary[1] = f"**Closed signals:** {stats.total_closed}"
+    k = len(error_lines(stats))
+    summary[k] = f"**Total events:** {stats.total_events}"
+    summary[k + 1] = f"**Closed signals:** {stats.total_closed}"
     return "\n\n".join([title, f"**Symbol:** {symbol}"] + ([table] if table else []) + summary)

@@ -3,12 +3,15 @@ get_data / get_report / dump surface shared by the per-(symbol, strategy) report
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Generic, TypeVar
 
 from .. import _registry as registry
 from .._engine.runs import Run, mode_of, runs
+from .._persist import safe_name, state_key
+from ..errors import ValidationError
 from .backtest import write_report
 from .table import Column
 
@@ -26,11 +29,46 @@ def find_run(source: RunSource, backtest: bool, symbol: str, strategy_name: str)
     return next((r for r in source(backtest) if r.symbol == symbol and r.strategy_name == strategy_name), None)
 
 
-def report_path(path: str | None, kind: str, name: str, ext: str = ".md") -> str:
-    """`path` as a directory (default ./dump/<kind>) holding <name><ext>, or a file path ending in `ext`."""
+def report_path(path: str | os.PathLike[str] | None, kind: str, name: str, ext: str = ".md") -> str:
+    """`path` as a directory (default ./dump/<kind>) holding <name><ext>, or a file path ending in `ext`.
+    `name` is escaped as state keys are (`/`, `..`, NUL, ... become %XX): it never leaves the folder."""
+    file = f"{safe_name(name)}{ext}"
     if path is None:
-        path = os.path.join(".", "dump", kind)
-    return path if path.endswith(ext) else os.path.join(path, f"{name}{ext}")
+        return os.path.join(".", "dump", kind, file)
+    text = os.fspath(path)
+    if not isinstance(text, str) or "\0" in text:
+        raise ValidationError(f"dump: path must be a str or os.PathLike without NUL characters, got {path!r}")
+    return text if text.endswith(ext) else os.path.join(text, file)
+
+
+def _title(text: str) -> str:
+    """The kind part of a report's first line: "# Backtest Report" of "# Backtest Report: s"."""
+    return text.split("\n", 1)[0].split(": ", 1)[0]
+
+
+def _other_kind(target: str, text: str) -> bool:
+    """True when `target` exists and is not a report of the same kind as `text` (another
+    kind's report, or a file that is not a report): it must not be overwritten."""
+    try:
+        with open(target, encoding="utf-8", errors="replace") as f:
+            first = f.readline(4096)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return _title(first) != _title(text)
+
+
+async def dump_report(path: str | os.PathLike[str] | None, kind: str, name: str, text: str,
+                      ext: str = ".md") -> str:
+    """Write a report; returns its absolute path. In a directory given by the caller, a file of
+    another kind with the same name (Backtest.dump then Schedule.dump into one folder) is never
+    overwritten: this kind's report goes to <name>.<kind>.md instead."""
+    target = report_path(path, kind, name, ext)
+    folder = None if path is None or target == os.fspath(path) else os.fspath(path)
+    if folder is not None and await asyncio.to_thread(_other_kind, target, text):
+        target = os.path.join(folder, f"{safe_name(name)}.{kind}{ext}")
+    return await write_report(target, text)
 
 
 class InstanceReport(Generic[S]):
@@ -73,5 +111,5 @@ class InstanceReport(Generic[S]):
         """Write the report (default ./dump/<folder>/); returns the absolute path."""
         stats = self._stats(symbol, strategy_name, backtest, "dump")
         text = await self.render(symbol, strategy_name, stats, columns)
-        name = f"{symbol}_{strategy_name}" if self.per_symbol else strategy_name
-        return await write_report(report_path(path, self.folder, name), text)
+        name = state_key(symbol, strategy_name) if self.per_symbol else strategy_name
+        return await dump_report(path, self.folder, name, text)

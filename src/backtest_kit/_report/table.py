@@ -80,9 +80,12 @@ def _usable(x: object) -> TypeGuard[float]:
 
 
 def to_fixed(x: float, digits: int) -> str:
-    """x with exactly `digits` decimals, rounded as JavaScript's Number.toFixed (half away from zero)."""
+    """x with exactly `digits` decimals, rounded as JavaScript's Number.toFixed (half away from
+    zero); like toFixed, a magnitude of 1e21 or more prints in exponent form ("1e+300")."""
     if x == 0:  # -0.0 prints without a sign, as in JavaScript
         x = 0.0
+    if abs(x) >= 1e21:
+        return repr(float(x))  # the shortest round-trip text, as JavaScript's String(x)
     return f"{Decimal(x).quantize(Decimal(1).scaleb(-digits), ROUND_HALF_UP, _CTX):f}"
 
 
