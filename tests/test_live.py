@@ -374,3 +374,47 @@ def test_a_state_started_with_another_fingerprint_is_refused(tmp_path, monkeypat
         asyncio.run(go({"data": "b.csv"}))
     _state.clear(*NEW_PROCESS)
     assert asyncio.run(go({"data": "a.csv"})) is None  # the same settings resume (position still open)
+
+
+def _flaky_exchange(candles, down: tuple[int, int], error: BaseException):
+    """The candles, but every request made while the clock is in [down) minutes fails."""
+    source = ArrayExchange(candles)
+    clock_box: dict = {}
+
+    async def get_candles(symbol, interval, since, limit):
+        now = clock_box["clock"].now_ms()
+        if T0 + down[0] * M <= now < T0 + down[1] * M:
+            raise error
+        return await source.get_candles(symbol, interval, since, limit)
+
+    bk.add_exchange(exchange_name="ex", get_candles=get_candles)
+    return clock_box
+
+
+def test_an_outage_is_counted_and_the_missed_candles_are_replayed(no_retry_delay):
+    candles = flat(200, {25: 101.5})  # the TP (101) is reached by minute 25's candle
+    reference_fn, _ = once(LONG)
+    register(candles, reference_fn)
+    reference = asyncio.run(run(bk.VirtualClock(T0 + 10 * M + 1, T0 + 80 * M)))
+    bk.reset()
+    bk.use_persist_adapter(bk.FileBackend("outage-state"))  # not the reference's state
+    box = _flaky_exchange(candles, (20, 40), ConnectionError("venue down"))
+    fn, _ = once(LONG)
+    bk.add_strategy(strategy_name="s", interval="1m", get_signal=fn)
+    box["clock"] = clock = bk.VirtualClock(T0 + 10 * M + 1, T0 + 80 * M)
+    outage = asyncio.run(run(clock))
+    key = [(r.action, r.signal.pending_at, getattr(r, "close_timestamp", None), r.current_price) for r in reference]
+    assert [(r.action, r.signal.pending_at, getattr(r, "close_timestamp", None), r.current_price)
+            for r in outage] == key
+    assert key[1] == ("closed", T0 + 10 * M, T0 + 25 * M, 101.0)  # at the TP, at that candle's time
+    stats = asyncio.run(bk.Live.get_data("BTC", "s"))
+    assert stats.error_count >= 10 and "venue down" in stats.first_error
+
+
+def test_an_error_that_cannot_succeed_stops_live(no_retry_delay):
+    box = _flaky_exchange(flat(200), (15, 16), bk.ValidationError("unknown symbol BTC"))
+    fn, _ = once(LONG)
+    bk.add_strategy(strategy_name="s", interval="1m", get_signal=fn)
+    box["clock"] = clock = bk.VirtualClock(T0 + 10 * M + 1, T0 + 80 * M)
+    with pytest.raises(bk.CandleError, match="unknown symbol BTC"):
+        asyncio.run(run(clock))

@@ -15,7 +15,7 @@ from .._engine.machine import Machine
 from .._engine.runs import runs
 from .._engine.sink import Sink
 from .._engine.stats import LiveStatistics, backtest_statistics
-from .._exchange import ExchangeClient
+from .._exchange import CandleFetchError, ExchangeClient
 from .._persist import LiveStore, PersistBackend, current_backend, describe, read_record, state_key
 from .._report.live import render_live_report
 from .._report.table import Column
@@ -132,6 +132,12 @@ async def _live_loop(inst: Instance, symbol: str, strategy_name: str, exchange_n
                 await state.tick(at)
         except PersistError:
             raise  # a lost state write stops the run: memory must not run ahead of the saved state
+        except CandleFetchError as e:
+            if e.permanent:  # an unknown symbol, a refused key, ...: asking again cannot help
+                raise
+            # An outage: reported and counted; the next tick asks again, and the candles it
+            # missed are evaluated then (the machine's evaluated_to did not move).
+            await sink.error(e, f"Live {symbol} {strategy_name}")
         except Exception as e:  # noqa: BLE001 - a failed tick is reported; the loop goes on
             await sink.error(e, f"Live {symbol} {strategy_name}")
         else:
@@ -170,6 +176,7 @@ class LiveUtils(Facade[Instance]):
         with anything else raises PersistError naming the difference.
         """
         self._validate(symbol, strategy_name, exchange_name, "Live.run")
+        symbol = registry.canonical_symbol(symbol, exchange_name)
         inst = self._registry.get(symbol, strategy_name)
         return self._guarded(inst, lambda: run_live(inst, symbol, strategy_name, exchange_name,
                                                     clock or SystemClock(), fingerprint, strict))
@@ -178,6 +185,7 @@ class LiveUtils(Facade[Instance]):
                    fingerprint: Mapping[str, Any] | None = None, strict: bool = False) -> BackgroundRun:
         """Trade without yielding; returns cancel() (a graceful stop) at once."""
         self._validate(symbol, strategy_name, exchange_name, "Live.background")
+        symbol = registry.canonical_symbol(symbol, exchange_name)
         inst = self._registry.get(symbol, strategy_name)
         return self._background(
             inst, lambda: run_live(inst, symbol, strategy_name, exchange_name, clock or SystemClock(), fingerprint,
