@@ -111,16 +111,18 @@ class Hub:
 hub = _state.register("listeners", Hub())
 
 
-async def call_reporting(fn: Callable[..., Any] | None, *args: Any, where: str = "") -> None:
-    """Call a user callback (sync or async); its exception goes to listen_error, never further."""
+async def call_reporting(fn: Callable[..., Any] | None, *args: Any, where: str = "",
+                         on_error: Callable[[BaseException, str], Awaitable[None]] | None = None) -> None:
+    """Call a user callback (sync or async); its exception goes to `on_error` (default:
+    listen_error), never further."""
     if fn is None:
         return
     try:
         result = fn(*args)
         if inspect.isawaitable(result):
             await result
-    except Exception as e:  # noqa: BLE001 - D8/D19: user code never breaks the engine
-        await hub.report(e, where)
+    except Exception as e:  # noqa: BLE001 - D8/D19: user code never breaks the engine (unless strict)
+        await (on_error or hub.report)(e, where)
 
 
 def listen(topic: str) -> Callable[[Callable[[Any], Any]], Callable[[], None]]:

@@ -7,11 +7,10 @@ close cannot be repeated after a crash.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from .._hub import hub
+from .._hub import call_reporting, hub
 from .._logging import ErrorLog
 from .._schema import StrategySchema, callback
 from ..events import PartialEvent, PerformanceEvent, RiskCheckArgs, RiskEvent, SignalRow, TickResult
@@ -192,11 +191,4 @@ class Sink:
 
     async def _user(self, fn: Callable[..., Any] | None, args: tuple[Any, ...], where: str) -> None:
         """A user callback (sync or async); its exception is this run's error, never further (D19)."""
-        if fn is None:
-            return
-        try:
-            result = fn(*args)
-            if inspect.isawaitable(result):
-                await result
-        except Exception as e:  # noqa: BLE001 - user code never breaks the engine unless strict
-            await self.error(e, where)
+        await call_reporting(fn, *args, where=where, on_error=self.error)
