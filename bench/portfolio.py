@@ -27,8 +27,8 @@ def register() -> None:
     bk.add_exchange(exchange_name="synthetic", get_candles=get_candles)
     bk.add_frame(frame_name="q1", interval="1m", start_date=START, end_date=START + (MINUTES - 1) * 60_000)
     bk.add_sizing(sizing_name="tenth", method="fixed-percentage", risk_percentage=0.06)  # ~10 % notional each
-    bk.add_strategy(strategy_name="rule", interval="5m", get_signal=rule_strategy(10, 50, 1.0, 0.6, 360),
-                    sizing_name="tenth")
+    bk.add_strategy(strategy_name="rule", interval="5m", sizing_name="tenth",
+                    get_signal=rule_strategy(10, 50, 1.0, 0.6, 360, anchor="price"))
 
 
 async def singles() -> int:

@@ -6,12 +6,16 @@ Prints seconds, frames per second, trades and peak memory. Usage: python bench/y
 from __future__ import annotations
 
 import asyncio
+import logging
 import resource
 import sys
 import time
 
 import backtest_kit as bk
 from backtest_kit.demo import ArrayExchange, rule_strategy, synthetic_candles
+
+# The script counts rejected signals itself; keep the library's per-error warnings off the figures.
+logging.getLogger("backtest_kit").setLevel(logging.ERROR)
 
 MINUTES = int(__import__("os").environ.get("BENCH_MINUTES", 525_600))
 START = 1_704_067_200_000  # 2024-01-01T00:00:00Z
