@@ -134,3 +134,55 @@ def test_live_paper_refuses_a_state_started_with_other_parameters_or_data(tmp_pa
     assert fresh.exit_code == 0, fresh.output
     assert "Moved the previous state" in fresh.output
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("state.")], "the old state is kept"
+
+
+STRATEGY_FILE = '''
+import backtest_kit as bk
+
+async def get_signal(symbol, when):
+    price = await bk.get_average_price(symbol)
+    if when.minute == 0 and when.hour % 6 == 0:
+        return {"position": "long", "price_take_profit": price * 1.01, "price_stop_loss": price * 0.99,
+                "minute_estimated_time": 120}
+    return None
+
+def make(every=6, tp=1.0):
+    async def signal(symbol, when):
+        price = await bk.get_average_price(symbol)
+        if when.minute == 0 and when.hour % every == 0:
+            return {"position": "long", "price_take_profit": price * (1 + tp / 100),
+                    "price_stop_loss": price * 0.99, "minute_estimated_time": 120}
+        return None
+    return signal
+'''
+
+
+def test_backtest_your_own_strategy_file_and_a_factory_with_params(tmp_path):
+    (tmp_path / "mine.py").write_text(STRATEGY_FILE)
+    csv = _write_csv(tmp_path / "candles.csv", synthetic_candles(3 * 1440))
+    common = ["--candles", str(csv), "--symbol", "X", "--interval", "1m", "--out", str(tmp_path)]
+    plain = runner.invoke(app, ["backtest", f"{tmp_path / 'mine.py'}:get_signal", *common])
+    assert plain.exit_code == 0, plain.output
+    # the frame runs from 00:51 on day 1 (warm-up) to the end of day 3: 11 six-hour marks
+    assert re.search(r"Trades\s+│\s+11\s+│", plain.output), plain.output
+    bk.reset()
+    factory = runner.invoke(app, ["backtest", f"{tmp_path / 'mine.py'}:make", "--param", "every=12",
+                                  "--param", "tp=1.5", *common])
+    assert factory.exit_code == 0, factory.output
+    assert re.search(r"Trades\s+│\s+5\s+│", factory.output), factory.output  # every 12 hours
+    bk.reset()
+    missing = runner.invoke(app, ["backtest", f"{tmp_path / 'mine.py'}:nope", *common])
+    flat = re.sub(r"[│╭╮╰╯─\s]+", " ", missing.output)  # rich wraps the message in a box
+    assert missing.exit_code == 2 and "no callable 'nope'" in flat
+    bk.reset()
+    no_target = runner.invoke(app, ["backtest", "--param", "a=1", *common])
+    assert no_target.exit_code == 2 and "--param needs a TARGET" in re.sub(r"[│╭╮╰╯─\s]+", " ", no_target.output)
+
+
+def test_live_paper_runs_your_own_strategy(tmp_path):
+    (tmp_path / "mine.py").write_text(STRATEGY_FILE)
+    result = runner.invoke(app, ["live", f"{tmp_path / 'mine.py'}:get_signal", "--paper", "--interval", "1m",
+                                 "--start", "2024-02-12T00:00", "--end", "2024-02-13T00:00",
+                                 "--state", str(tmp_path / "state"), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert " OPENED " in result.output and " CLOSED " in result.output

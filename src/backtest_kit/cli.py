@@ -33,6 +33,7 @@ import backtest_kit as bk
 from ._cli_data import data_app, offline_exchange
 from ._files import CandleFileError, demo_candles, load_candles
 from ._report.backtest import headline
+from ._target import strategy_from
 from ._time import FRAME_INTERVALS, MINUTE_MS, STRATEGY_INTERVALS, interval_ms, iso, to_ms
 from .demo import ArrayExchange, GetSignal, rule_strategy
 
@@ -222,6 +223,9 @@ def demo(
 
 @app.command()
 def backtest(
+    target: str | None = typer.Argument(None, help="Your strategy: FILE.py:get_signal or MODULE:NAME "
+                                                    "(default: the moving-average rule)."),
+    param: list[str] = typer.Option([], "--param", help="name=value passed to TARGET when it is a factory."),
     candles: Path | None = typer.Option(None, exists=True, dir_okay=False, readable=True,
                                         help="1m candles: .csv with header timestamp,open,high,low,close,volume "
                                              "(epoch ms or ISO time), .npz or .parquet."),
@@ -254,7 +258,7 @@ def backtest(
     if (candles is None) == (store is None):
         raise typer.BadParameter("give either --candles FILE or --store DIR --exchange ID", param_hint="--candles")
     warmup = max(slow + 1, bk.get_config()["CC_AVG_PRICE_CANDLES_COUNT"])
-    get_signal = rule_strategy(fast, slow, tp, sl, minutes, shorts=shorts)
+    get_signal = _strategy(target, param, rule_strategy(fast, slow, tp, sl, minutes, shorts=shorts))
     if store is not None:
         if exchange is None:
             raise typer.BadParameter("--store needs --exchange (the name the candles are stored under)",
@@ -291,6 +295,18 @@ async def _run_paper(symbol: str, data: np.ndarray, start_ms: int, end_ms: int, 
     return stats, await bk.Live.dump(symbol, name, path=out)
 
 
+def _strategy(target: str | None, param: list[str], default: GetSignal) -> GetSignal:
+    """The TARGET's get_signal (a factory is called with the --param values), or the default rule."""
+    if target is None:
+        if param:
+            raise typer.BadParameter("--param needs a TARGET strategy", param_hint="--param")
+        return default
+    try:
+        return strategy_from(target, param)
+    except bk.ValidationError as e:
+        raise typer.BadParameter(str(e), param_hint="TARGET") from None
+
+
 def _move_state_aside(state: Path, console: Console) -> None:
     """--fresh: keep the old state (it may hold an open position) under a dated name."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
@@ -303,6 +319,9 @@ def _move_state_aside(state: Path, console: Console) -> None:
 
 @app.command()
 def live(
+    target: str | None = typer.Argument(None, help="Your strategy: FILE.py:get_signal or MODULE:NAME "
+                                                    "(default: the moving-average rule)."),
+    param: list[str] = typer.Option([], "--param", help="name=value passed to TARGET when it is a factory."),
     paper: bool = typer.Option(False, "--paper", help="Paper-trade: replay candles on a virtual clock."),
     candles: Path | None = typer.Option(None, exists=True, dir_okay=False, readable=True,
                                            help="1m candles to replay (default: the bundled demo data)."),
@@ -340,13 +359,14 @@ def live(
                     "first": int(data[0, 0]), "last": int(data[-1, 0]),
                     "sha256": hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()},
         "params": {"symbol": symbol, "interval": interval, "fast": fast, "slow": slow, "tp": tp, "sl": sl,
-                   "minutes": minutes, "shorts": shorts}}
+                   "minutes": minutes, "shorts": shorts},
+        "strategy": {"target": target, "param": list(param)}}
+    get_signal = _strategy(target, param, rule_strategy(fast, slow, tp, sl, minutes, shorts=shorts))
     _set_verbose(verbose)
     console = Console()
     started = time.perf_counter()
     try:
-        stats, path = asyncio.run(_run_paper(symbol, data, start_ms + 1, end_ms, interval,
-                                             rule_strategy(fast, slow, tp, sl, minutes, shorts=shorts),
+        stats, path = asyncio.run(_run_paper(symbol, data, start_ms + 1, end_ms, interval, get_signal,
                                              name, backend, str(out), console, fingerprint))
     except bk.BacktestKitError as e:
         console.print(f"[red]Error:[/red] {escape(str(e))}")
