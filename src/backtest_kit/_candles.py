@@ -275,6 +275,15 @@ def vwap(c: Candles) -> float:
     return num / vol
 
 
+def window_vwap(c: Candles, n: int, v: np.ndarray | None = None) -> np.ndarray:
+    """Rolling VWAP of `n` candles at each candle (`v`: one already computed, rewritten in
+    place); the first n-1 are over this window's candles only, never across a gap before it."""
+    v = rolling_vwap(c, n) if v is None else v
+    for k in range(min(n - 1, len(c))):
+        v[k] = vwap(c[: k + 1])
+    return v
+
+
 def rolling_vwap(c: Candles, n: int) -> np.ndarray:
     """out[k] = vwap(c[k-n+1 .. k]) for k >= n-1 (NaN before), summed left to right like vwap()."""
     size = len(c)

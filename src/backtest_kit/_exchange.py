@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import _state
-from ._candles import Candles, check_batch, check_batch_lenient, rolling_vwap, to_candles, vwap
+from ._candles import Candles, check_batch, check_batch_lenient, rolling_vwap, to_candles, vwap, window_vwap
 from ._config import cfg
 from ._schema import ExchangeSchema, callback
 from ._time import MINUTE_MS, interval_ms, iso, to_datetime
@@ -664,15 +664,9 @@ class ExchangeClient:
         if hi > lo:
             self._check(s, start, int(s.c.timestamp[hi - 1]) + 1)
         c = s.c[lo:hi]
-        if len(c) and int(c.timestamp[-1]) - int(c.timestamp[0]) == (len(c) - 1) * MINUTE_MS:
-            v = s.vwap_array(n)[lo:hi].copy()  # contiguous: the cached rolling VWAP applies
-        else:
-            v = rolling_vwap(c, n)
-        # The first n-1 candles have fewer than n predecessors *in this window*: their VWAP is
-        # over c[0..k] only, never over cached candles from before `start` (across a data gap).
-        for k in range(min(n - 1, len(c))):
-            v[k] = vwap(c[: k + 1])
-        return c, v
+        contiguous = len(c) and int(c.timestamp[-1]) - int(c.timestamp[0]) == (len(c) - 1) * MINUTE_MS
+        # Contiguous: the cached rolling VWAP applies (its first n-1 are redone over this window).
+        return c, window_vwap(c, n, s.vwap_array(n)[lo:hi].copy() if contiguous else None)
 
     def frame_gaps(self, symbol: str, start: int, end: int) -> tuple[int, int]:
         """(gaps, longest gap in minutes) between the cached 1m candles opening in [start, end]:

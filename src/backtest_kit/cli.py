@@ -32,7 +32,7 @@ import backtest_kit as bk
 
 from ._cli_data import data_app, offline_exchange
 from ._files import CandleFileError, demo_candles, load_candles
-from ._report.backtest import headline
+from ._report.backtest import fmt_value, headline
 from ._target import strategy_from
 from ._time import FRAME_INTERVALS, MINUTE_MS, STRATEGY_INTERVALS, interval_ms, iso, to_ms
 from .demo import ArrayExchange, GetSignal, rule_strategy
@@ -183,10 +183,6 @@ def run_and_print(spec: RunSpec, verbose: bool = False) -> None:
 
 
 # ---------------------------------------------------------------- summary
-
-
-def _fmt(x: float | None, spec: str, unit: str = "") -> str:
-    return "N/A" if x is None else format(x, spec) + unit
 
 
 def summary_table(s: bk.BacktestStatistics, spec: RunSpec) -> Table:
@@ -372,7 +368,7 @@ def live(
         console.print(f"[red]Error:[/red] {escape(str(e))}")
         raise typer.Exit(1) from None
     console.print(f"{stats.total_closed} closed trades, total PnL "
-                  f"{_fmt(stats.total_pnl, '+.2f', '%')} in {time.perf_counter() - started:.2f} s; "
+                  f"{fmt_value(stats.total_pnl, '+.2f', '%')} in {time.perf_counter() - started:.2f} s; "
                   f"state in {state}", highlight=False)
     for line in path.split("\n"):
         console.print(f"Report: {line}", highlight=False, soft_wrap=True)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import _registry as registry
-from .._candles import Candles
+from .._candles import Candles, window_vwap
 from .._config import cfg
 from .._context import ExecutionContext, enter, leave
 from .._exchange import ExchangeClient
@@ -45,7 +45,7 @@ from ..events import (
     WaitingResult,
 )
 from .pnl import compute_pnl
-from .rules import decide_exit, decide_waiting, price_at, price_at_end, window_vwap
+from .rules import decide_exit, decide_waiting, price_at, price_at_end
 from .sink import Sink
 
 PARTIAL_LEVELS = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
@@ -328,7 +328,7 @@ class Machine:
             c = await self.exchange.range(self.symbol, "1m", start - (n - 1) * MINUTE_MS, aligned)
             k0 = int(np.searchsorted(c.timestamp, start))
             if k0 < len(c):
-                outcome = await self.evaluate(c, window_vwap(c), k0, final=False)
+                outcome = await self.evaluate(c, window_vwap(c, n), k0, final=False)
                 self.evaluated_to = int(c.timestamp[-1]) + MINUTE_MS
                 if outcome is not None:
                     return outcome

@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from .._candles import Candles, rolling_vwap, vwap
+from .._candles import Candles, vwap
 from .._config import cfg
 from .._time import MINUTE_MS
 from ..events import CloseReason, SignalRow
@@ -104,16 +104,6 @@ def _take_profit_first(candle_open: float, row: SignalRow) -> bool:
     if policy == "stop_loss":
         return False
     return abs(row.price_take_profit - candle_open) < abs(candle_open - row.price_stop_loss)
-
-
-def window_vwap(c: Candles) -> np.ndarray:
-    """Rolling VWAP of CC_AVG_PRICE_CANDLES_COUNT candles at each candle; the first n-1 are over
-    the candles of this window only (never across a data gap before it)."""
-    n = cfg.CC_AVG_PRICE_CANDLES_COUNT
-    v = rolling_vwap(c, n)
-    for k in range(min(n - 1, len(c))):
-        v[k] = vwap(c[: k + 1])
-    return v
 
 
 def price_at(v: np.ndarray, c: Candles, k: int) -> float:

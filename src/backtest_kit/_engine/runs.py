@@ -78,6 +78,7 @@ class RunLog:
         self._runs: dict[tuple[Mode, str, str], Run] = {}
 
     def start(self, mode: Mode, symbol: str, strategy_name: str) -> Run:
+        symbol = canonical_symbol(symbol)  # the key get() looks up
         run = self._runs[(mode, symbol, strategy_name)] = Run(mode, symbol, strategy_name)
         return run
 

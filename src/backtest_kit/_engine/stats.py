@@ -14,6 +14,7 @@ import pandas as pd
 from .._config import cfg
 from .._equity import EquityStats, TradeArrays, equity_curve, equity_statistics, exposure_mask, resample_last
 from ..events import CancelledResult, ClosedResult, OpenedResult, ScheduledResult
+from .account import pnl_money
 from .runs import RunError
 
 DAY_MS = 86_400_000
@@ -171,7 +172,7 @@ def trades_frame(closed: Sequence[ClosedResult]) -> pd.DataFrame:
             "pending_at": s.pending_at, "close_timestamp": t.close_timestamp, "quantity": q,
             "price_open": s.price_open, "price_close": t.current_price, "price_take_profit": s.price_take_profit,
             "price_stop_loss": s.price_stop_loss, "notional": q * s.price_open, "close_reason": t.close_reason,
-            "pnl_percentage": t.pnl.pnl_percentage, "pnl_money": q * s.price_open * t.pnl.pnl_percentage / 100,
+            "pnl_percentage": t.pnl.pnl_percentage, "pnl_money": pnl_money(s, t.pnl.pnl_percentage),
             "ambiguous_exit": t.ambiguous_exit, "note": s.note})
     columns = ["id", "symbol", "strategy_name", "position", "order_type", "open_time", "close_time", "pending_at",
                "close_timestamp", "quantity", "price_open", "price_close", "price_take_profit", "price_stop_loss",

@@ -29,7 +29,7 @@ from .._schema import callback
 from .._time import MINUTE_MS, iso, to_datetime
 from ..errors import ValidationError
 from ..events import DoneEvent, Outcome, PerformanceEvent, ProgressEvent
-from .base import BackgroundRun, Facade, Instance, check_format
+from .base import BackgroundRun, Facade, Instance, check_format, check_freq
 
 
 class Timer:
@@ -209,13 +209,13 @@ def _mark(sink: Sink, exchange: ExchangeClient, start: int, end: int) -> None:
     run.mark_source = source
 
 
-async def _marks(run: Run, method: str) -> tuple[np.ndarray, np.ndarray] | None:
+async def marks_of(run: Run, where: str) -> tuple[np.ndarray, np.ndarray] | None:
     """The run's 1m closes, or None (reported) when the candles cannot be had: the trades
     stand, only the equity figures are missing."""
     try:
         return await run.marks()
     except Exception as e:  # noqa: BLE001 - reported, never silent
-        await hub.report(e, f"Backtest.{method} {run.symbol} {run.strategy_name}: equity marks")
+        await hub.report(e, f"{where} {run.symbol} {run.strategy_name}: equity marks")
         return None
 
 
@@ -268,7 +268,7 @@ class BacktestUtils(Facade[Instance]):
         run = self._run(symbol, strategy_name, method)
         if run is None:
             return backtest_statistics([])
-        marks = await _marks(run, method)
+        marks = await marks_of(run, f"Backtest.{method}")
         closed = run.closed
         equity = equity_block(closed, *marks, run.initial_capital) if marks is not None else None
         return backtest_statistics(closed, equity, run.gaps, run.errors)
@@ -281,10 +281,9 @@ class BacktestUtils(Facade[Instance]):
     async def get_equity(self, symbol: str, strategy_name: str, freq: str = "1d") -> pd.Series:
         """The account's equity, open positions marked at candle closes, sampled at the last 1m
         close of each `freq` bucket ("1m", "1h", "1d"); indexed by UTC bucket start."""
-        if freq not in ("1m", "1h", "1d"):
-            raise ValidationError(f"Backtest.get_equity: freq must be '1m', '1h' or '1d', got {freq!r}")
+        check_freq(freq, "Backtest.get_equity")
         run = self._run(symbol, strategy_name, "get_equity")
-        marks = await _marks(run, "get_equity") if run is not None else None
+        marks = await marks_of(run, "Backtest.get_equity") if run is not None else None
         if run is None or marks is None or not len(marks[0]):
             return pd.Series([], dtype=float, index=pd.DatetimeIndex([], tz="UTC"), name="equity")
         eq, _ = equity_series(run.closed, *marks, run.initial_capital)

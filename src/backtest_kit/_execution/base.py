@@ -170,6 +170,12 @@ class Facade(Generic[I]):
         return await dump_report(path, self.folder, name, text, ext)
 
 
+def check_freq(freq: str, method: str) -> None:
+    """The sampling of an equity series: "1m", "1h" or "1d"."""
+    if freq not in ("1m", "1h", "1d"):
+        raise ValidationError(f"{method}: freq must be '1m', '1h' or '1d', got {freq!r}")
+
+
 def check_format(format: str, method: str) -> str:
     """The report format of a dump: ".md" or ".html"."""
     if format not in ("md", "html"):

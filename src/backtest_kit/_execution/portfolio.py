@@ -22,14 +22,13 @@ from .._engine.runs import Run
 from .._engine.stats import BacktestStatistics, backtest_statistics, trade_arrays
 from .._equity import equity_curve, equity_statistics, exposure_mask, resample_last
 from .._exchange import ExchangeClient
-from .._hub import hub
 from .._report.backtest import equity_lines, summary_lines
 from .._report.html import comparison_page, equity_curve_of
 from .._report.table import fmt_num, fmt_pct
 from ..errors import ValidationError
 from ..events import ClosedResult, DoneEvent, Outcome
-from .backtest import FrameLoop, open_loop
-from .base import BackgroundRun, Facade, Instance, check_format
+from .backtest import FrameLoop, marks_of, open_loop
+from .base import BackgroundRun, Facade, Instance, check_format, check_freq
 
 
 @dataclass(slots=True)
@@ -89,10 +88,14 @@ class PortfolioUtils(Facade[PortfolioInstance]):
         syms = _names(symbols, "symbols")
         for s in syms:
             registry.validate_symbol(s, source)
+        registry.get_exchange(exchange_name, source)
+        # One market, one name ("BTCUSDT" and "BTC/USDT" on a ccxt exchange), as Backtest.run does.
+        syms = [registry.canonical_symbol(s, exchange_name) for s in syms]
+        if len(set(syms)) != len(syms):
+            raise ValidationError(f"{source}: symbols name one market twice: {syms!r}")
         strats = _names(strategies, "strategies")
         for name in strats:
             registry.validate_strategy_refs(name, source)
-        registry.get_exchange(exchange_name, source)
         registry.get_frame(frame_name, source)
         return syms, strats
 
@@ -168,8 +171,7 @@ class PortfolioUtils(Facade[PortfolioInstance]):
 
     async def get_equity(self, frame_name: str, freq: str = "1d") -> pd.Series:
         """The account's equity over all symbols, sampled like Backtest.get_equity."""
-        if freq not in ("1m", "1h", "1d"):
-            raise ValidationError(f"Portfolio.get_equity: freq must be '1m', '1h' or '1d', got {freq!r}")
+        check_freq(freq, "Portfolio.get_equity")
         ts, eq, _ = await _equity(self._latest(frame_name, "get_equity"))
         return resample_last(ts, eq, freq).rename("equity")  # type: ignore[arg-type]
 
@@ -260,21 +262,17 @@ async def _equity(inst: PortfolioInstance) -> tuple[np.ndarray, np.ndarray, np.n
     assert inst.account is not None
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     by_symbol: dict[str, list[ClosedResult]] = {}
-    marks_of: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    marks_by_symbol: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for run in inst.runs:
         by_symbol.setdefault(run.symbol, []).extend(run.closed)
-        if run.symbol not in marks_of:
-            try:
-                marks = await run.marks()
-            except Exception as e:  # noqa: BLE001 - reported; the equity figures are missing
-                await hub.report(e, f"Portfolio {run.symbol}: equity marks")
-                marks = None
+        if run.symbol not in marks_by_symbol:
+            marks = await marks_of(run, "Portfolio")
             if marks is not None:
-                marks_of[run.symbol] = marks
+                marks_by_symbol[run.symbol] = marks
     for symbol, closed in by_symbol.items():
-        if symbol not in marks_of:
+        if symbol not in marks_by_symbol:
             continue
-        ts, close = marks_of[symbol]
+        ts, close = marks_by_symbol[symbol]
         trades = trade_arrays(sorted(closed, key=lambda r: r.close_timestamp), ts)
         parts.append((ts, equity_curve(ts, close, trades, 0.0), exposure_mask(ts, trades)))
     if not parts:

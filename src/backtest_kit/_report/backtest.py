@@ -84,27 +84,28 @@ def summary_lines(s: BacktestStatistics) -> list[str]:
     ]
 
 
-def _f(x: float | None, spec: str, unit: str = "") -> str:
+def fmt_value(x: float | None, spec: str, unit: str = "") -> str:
+    """`x` formatted with `spec` and `unit`, or "N/A"."""
     return "N/A" if x is None else format(x, spec) + unit
 
 
 def headline(s: BacktestStatistics) -> list[tuple[str, str]]:
     """(label, text) pairs of the headline statistics, equity first; undefined values read N/A."""
     return [
-        ("Equity", f"{_f(s.initial_capital, ',.2f')} -> {_f(s.final_equity, ',.2f')}"),
-        ("Return (compounded)", _f(s.total_return_pct, "+.2f", "%")),
-        ("CAGR", _f(s.cagr_pct, "+.2f", "%")),
-        ("Max drawdown (equity)", _f(s.max_drawdown_pct, ".2f", "%")),
-        ("Sharpe / Sortino (daily)", f"{_f(s.sharpe, '.3f')} / {_f(s.sortino, '.3f')}"),
-        ("Exposure", _f(s.exposure_pct, ".1f", "%")),
-        ("Buy and hold", _f(s.buy_and_hold_return_pct, "+.2f", "%")),
+        ("Equity", f"{fmt_value(s.initial_capital, ',.2f')} -> {fmt_value(s.final_equity, ',.2f')}"),
+        ("Return (compounded)", fmt_value(s.total_return_pct, "+.2f", "%")),
+        ("CAGR", fmt_value(s.cagr_pct, "+.2f", "%")),
+        ("Max drawdown (equity)", fmt_value(s.max_drawdown_pct, ".2f", "%")),
+        ("Sharpe / Sortino (daily)", f"{fmt_value(s.sharpe, '.3f')} / {fmt_value(s.sortino, '.3f')}"),
+        ("Exposure", fmt_value(s.exposure_pct, ".1f", "%")),
+        ("Buy and hold", fmt_value(s.buy_and_hold_return_pct, "+.2f", "%")),
         ("Trades", str(s.total_signals)),
-        ("Win rate", _f(s.win_rate, ".2f", f"% ({s.win_count}W / {s.loss_count}L)")),
-        ("Sum of trade PnL %", _f(s.total_pnl, "+.2f", "%")),
-        ("Avg PnL", _f(s.avg_pnl, "+.3f", "%")),
-        ("Sharpe (per trade)", _f(s.sharpe_ratio, ".3f")),
-        ("Profit factor", _f(s.profit_factor, ".3f")),
-        ("Avg duration", _f(s.avg_duration_minutes, ".1f", " min")),
+        ("Win rate", fmt_value(s.win_rate, ".2f", f"% ({s.win_count}W / {s.loss_count}L)")),
+        ("Sum of trade PnL %", fmt_value(s.total_pnl, "+.2f", "%")),
+        ("Avg PnL", fmt_value(s.avg_pnl, "+.3f", "%")),
+        ("Sharpe (per trade)", fmt_value(s.sharpe_ratio, ".3f")),
+        ("Profit factor", fmt_value(s.profit_factor, ".3f")),
+        ("Avg duration", fmt_value(s.avg_duration_minutes, ".1f", " min")),
         ("Data gaps", f"{s.data_gaps} (longest {s.longest_gap_minutes} min)"),
     ]
 
