@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import backtest_kit as bk
-from backtest_kit._execution import walker as walker_module
+from backtest_kit._execution import trial as trial_module
 from backtest_kit._execution.base import wait_background_threads
 from backtest_kit.demo import ArrayExchange
 from helpers.market import flat_market
@@ -346,14 +346,14 @@ def test_walker_ranks_by_metric_none_never_wins_ties_keep_earlier():
 
 def test_walker_strategy_failure_is_reported_and_walk_goes_on(monkeypatch):
     _walker_setup()
-    real = walker_module.run_frames
+    real = trial_module.open_loop
 
-    def flaky(symbol, strategy_name, *args):
+    def flaky(symbol, strategy_name, *args, **kwargs):
         if strategy_name == "loser":
             raise RuntimeError("loser exploded")
-        return real(symbol, strategy_name, *args)
+        return real(symbol, strategy_name, *args, **kwargs)
 
-    monkeypatch.setattr(walker_module, "run_frames", flaky)
+    monkeypatch.setattr(trial_module, "open_loop", flaky)
     errors = []
     bk.listen_error(errors.append)
     steps = asyncio.run(_walk())

@@ -16,6 +16,8 @@ from ._execution.backtest import Backtest
 from ._execution.base import BackgroundRun, InstanceStatus
 from ._execution.live import Live
 from ._execution.portfolio import Portfolio, PortfolioRow, PortfolioStatistics
+from ._execution.sweep import Sweep
+from ._execution.walk_forward import WalkForward
 from ._execution.walker import Walker
 from ._logging import set_logger
 from ._persist import (
@@ -35,6 +37,8 @@ from ._registry import (
     add_risk,
     add_sizing,
     add_strategy,
+    add_sweep,
+    add_walk_forward,
     add_walker,
     list_exchanges,
     list_frames,
@@ -70,17 +74,25 @@ from .events import (
     Signal,
     SignalRow,
     StrategyResult,
+    SweepProgress,
+    SweepStatistics,
+    SweepTrial,
     TickResult,
     WaitingResult,
     WalkerComplete,
     WalkerProgress,
     WalkerProgressEvent,
     WalkerStatistics,
+    WalkForwardProgress,
+    WalkForwardStatistics,
+    WalkForwardWindow,
     listen_backtest_progress,
     listen_done_backtest,
     listen_done_backtest_once,
     listen_done_live,
     listen_done_live_once,
+    listen_done_sweep,
+    listen_done_walk_forward,
     listen_done_walker,
     listen_done_walker_once,
     listen_error,
@@ -98,7 +110,9 @@ from .events import (
     listen_signal_live,
     listen_signal_live_once,
     listen_signal_once,
+    listen_sweep,
     listen_validation,
+    listen_walk_forward,
     listen_walker,
     listen_walker_complete,
     listen_walker_once,
@@ -115,6 +129,7 @@ def reset() -> None:
 __all__ = [
     # registration
     "add_exchange", "add_frame", "add_strategy", "add_risk", "add_sizing", "add_walker",
+    "add_sweep", "add_walk_forward",
     "list_exchanges", "list_frames", "list_strategies", "list_risks", "list_sizings", "list_walkers",
     # configuration, logging, context helpers
     "set_config", "get_config", "get_default_config", "set_logger", "reset",
@@ -129,6 +144,8 @@ __all__ = [
     # execution
     "Backtest", "Live", "Walker", "Portfolio", "PortfolioStatistics", "PortfolioRow", "BackgroundRun",
     "InstanceStatus", "BacktestStatistics", "LiveStatistics",
+    "Sweep", "SweepProgress", "SweepStatistics", "SweepTrial",
+    "WalkForward", "WalkForwardProgress", "WalkForwardStatistics", "WalkForwardWindow",
     "Clock", "SystemClock", "VirtualClock",
     # events
     "DoneEvent", "ProgressEvent", "PerformanceEvent", "RiskEvent", "PartialEvent", "WalkerProgress",
@@ -139,7 +156,8 @@ __all__ = [
     "listen_error", "listen_exit", "listen_backtest_progress", "listen_walker", "listen_walker_once",
     "listen_walker_progress", "listen_walker_complete", "listen_performance", "listen_partial_profit",
     "listen_partial_profit_once", "listen_partial_loss", "listen_partial_loss_once", "listen_risk",
-    "listen_risk_once", "listen_validation",
+    "listen_risk_once", "listen_validation", "listen_sweep", "listen_done_sweep", "listen_walk_forward",
+    "listen_done_walk_forward",
     # risk, sizing, partials
     "ActivePosition", "RiskCheckArgs", "PositionSize", "SizingCalculateParams", "Constant",
     # reports

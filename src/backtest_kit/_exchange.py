@@ -242,6 +242,16 @@ class _Books:
 _books = _state.register("candle_caches", _Books())
 
 
+def cached_series(schema: ExchangeSchema) -> dict[tuple[str, str], Any]:
+    """What this thread's backtests have fetched from the exchange, to ship to another process."""
+    return dict(_books.get(schema).series)
+
+
+def adopt_series(schema: ExchangeSchema, series: dict[tuple[str, str], Any]) -> None:
+    """Take candles fetched elsewhere (cached_series) as this thread's cache of the exchange."""
+    _books.get(schema).series.update(series)
+
+
 # --- the client -------------------------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ TOPICS = (
     "signal", "signal_live", "signal_backtest", "done_backtest", "done_live", "done_walker",
     "error", "exit", "backtest_progress", "walker", "walker_progress", "walker_complete",
     "performance", "partial_profit", "partial_loss", "risk", "validation",
+    "sweep", "done_sweep", "walk_forward", "done_walk_forward",
 )
 
 

@@ -7,7 +7,16 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from . import _state
-from ._schema import ExchangeSchema, FrameSchema, RiskSchema, SizingSchema, StrategySchema, WalkerSchema
+from ._schema import (
+    ExchangeSchema,
+    FrameSchema,
+    RiskSchema,
+    SizingSchema,
+    StrategySchema,
+    SweepSchema,
+    WalkerSchema,
+    WalkForwardSchema,
+)
 from .errors import ValidationError
 
 T = TypeVar("T")
@@ -18,10 +27,13 @@ _strategies: dict[str, StrategySchema] = _state.register("strategies", {})
 _risks: dict[str, RiskSchema] = _state.register("risks", {})
 _sizings: dict[str, SizingSchema] = _state.register("sizings", {})
 _walkers: dict[str, WalkerSchema] = _state.register("walkers", {})
+_sweeps: dict[str, SweepSchema] = _state.register("sweeps", {})
+_walks: dict[str, WalkForwardSchema] = _state.register("walk_forwards", {})
 _aliases: dict[str, str] = _state.register("symbol_aliases", {})  # "BTCUSDT" -> "BTC/USDT" (resolved once)
 
 _PLURAL = {"exchange": "exchanges", "frame": "frames", "strategy": "strategies",
-           "risk": "risks", "sizing": "sizings", "walker": "walkers"}
+           "risk": "risks", "sizing": "sizings", "walker": "walkers",
+           "sweep": "sweeps", "walk_forward": "walk-forwards"}
 
 
 def _store(table: dict[str, T], kind: str, name: str, build: Callable[[], T]) -> None:
@@ -80,10 +92,30 @@ def add_sizing(sizing_name: str, method: str, **params: Any) -> None:
 
 
 def add_walker(walker_name: str, exchange_name: str, frame_name: str, strategies: Sequence[str],
-               metric: str = "sharpe_ratio", callbacks: Any = None, note: str | None = None) -> None:
-    """Register a walker comparing strategies on one exchange and frame."""
+               metric: str = "sharpe_ratio", callbacks: Any = None, note: str | None = None,
+               executor: str = "sequential") -> None:
+    """Register a walker comparing strategies on one exchange and frame; `executor` runs them one
+    after another ("sequential"), on every core ("process") or on Ray ("ray")."""
     _store(_walkers, "walker", walker_name, lambda: WalkerSchema(
-        walker_name, exchange_name, frame_name, strategies, metric, callbacks, note))  # type: ignore[arg-type]
+        walker_name, exchange_name, frame_name, strategies, metric, callbacks, note, executor))  # type: ignore[arg-type]
+
+
+def add_sweep(sweep_name: str, factory: Callable[..., Any], space: Any, *, exchange_name: str, frame_name: str,
+              interval: str, metric: str = "sharpe_ratio", search: str = "grid", trials: int | None = None,
+              storage: str | None = None, executor: str = "sequential") -> None:
+    """Register a parameter sweep: `factory(**params)` returns a get_signal; `space` maps each parameter to
+    its values (a grid) or to an Optuna distribution / `(low, high)` range (`search="optuna"`, `trials=N`,
+    `storage=` an Optuna storage URL or journal file to resume and share the study)."""
+    _store(_sweeps, "sweep", sweep_name, lambda: SweepSchema(
+        sweep_name, factory, space, exchange_name, frame_name, interval, metric, search, trials, storage, executor))
+
+
+def add_walk_forward(walk_name: str, sweep_name: str, *, train: Any, test: Any, step: Any = None,
+                     anchored: bool = False) -> None:
+    """Register a walk-forward over a sweep: train and test windows ("90d", "30d"), moved by `step`
+    (default: test); `anchored=True` grows every train window from the frame's start."""
+    _store(_walks, "walk_forward", walk_name, lambda: WalkForwardSchema(
+        walk_name, sweep_name, train, test, step, anchored))
 
 
 def list_exchanges() -> list[ExchangeSchema]:
@@ -146,6 +178,24 @@ def get_walker(name: str, source: str | None = None) -> WalkerSchema:
     return _lookup(_walkers, "walker", name, source)
 
 
+def get_sweep(name: str, source: str | None = None) -> SweepSchema:
+    """The sweep registered as name (ValidationError naming source if absent)."""
+    return _lookup(_sweeps, "sweep", name, source)
+
+
+def get_walk_forward(name: str, source: str | None = None) -> WalkForwardSchema:
+    """The walk-forward registered as name (ValidationError naming source if absent)."""
+    return _lookup(_walks, "walk_forward", name, source)
+
+
+def validate_sweep_refs(sweep_name: str, source: str | None = None) -> SweepSchema:
+    """The sweep, after checking its exchange and frame are registered."""
+    sweep = get_sweep(sweep_name, source)
+    get_exchange(sweep.exchange_name, source)
+    get_frame(sweep.frame_name, source)
+    return sweep
+
+
 def canonical_symbol(symbol: str, exchange_name: str | None = None) -> str:
     """The one name of `symbol`: the exchange's resolve_symbol (remembered as an alias, so later calls
     without an exchange, such as get_data, find it), else an alias met before, else `symbol` itself."""
@@ -191,3 +241,22 @@ def validate_walker_refs(walker_name: str, source: str | None = None) -> WalkerS
         validate_strategy_refs(strategy_name, source)
     return walker
 
+
+
+def schemas_for(exchange_name: str, frame_name: str, strategy_names: Sequence[str] = (),
+                sweep_name: str | None = None) -> dict[str, dict[str, Any]]:
+    """The schemas a run of these names needs (with their risks and sizings), to register elsewhere."""
+    strategies = {n: get_strategy(n) for n in strategy_names}
+    risks = {r: get_risk(r) for s in strategies.values() for r in s.risk_names}
+    sizings = {s.sizing_name: get_sizing(s.sizing_name) for s in strategies.values() if s.sizing_name}
+    return {"exchange": {exchange_name: get_exchange(exchange_name)}, "frame": {frame_name: get_frame(frame_name)},
+            "strategy": strategies, "risk": risks, "sizing": sizings,
+            "sweep": {sweep_name: get_sweep(sweep_name)} if sweep_name else {}, "alias": dict(_aliases)}
+
+
+def adopt_schemas(schemas: dict[str, dict[str, Any]]) -> None:
+    """Register schemas_for() output in this process (a worker), replacing same-named ones."""
+    tables: dict[str, dict[str, Any]] = {"exchange": _exchanges, "frame": _frames, "strategy": _strategies,
+                                         "risk": _risks, "sizing": _sizings, "sweep": _sweeps, "alias": _aliases}
+    for kind, items in schemas.items():
+        tables[kind].update(items)

@@ -405,9 +405,11 @@ class WalkerSchema:
     metric: str = "sharpe_ratio"
     callbacks: Any = None
     note: str | None = None
+    executor: str = "sequential"
 
     def __post_init__(self) -> None:
         call = f"add_walker(walker_name={self.walker_name!r})"
+        _choice(call, "executor", self.executor, EXECUTORS)
         _name(call, "walker_name", self.walker_name)
         _name(call, "exchange_name", self.exchange_name)
         _name(call, "frame_name", self.frame_name)
@@ -416,3 +418,111 @@ class WalkerSchema:
             raise _fail(call, "metric", f"must be one of {', '.join(WALKER_METRICS)}", self.metric)
         _callbacks(call, "walker", self.callbacks)
         _note(call, self.note)
+
+
+EXECUTORS = ("sequential", "process", "ray")
+SEARCHES = ("grid", "optuna")
+_DURATION_UNITS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
+
+
+def _choice(call: str, fld: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise _fail(call, fld, f"must be one of {', '.join(map(repr, allowed))}", value)
+    return value
+
+
+def _metric(call: str, value: Any) -> str:
+    if not isinstance(value, str) or value not in WALKER_METRICS:
+        raise _fail(call, "metric", f"must be one of {', '.join(WALKER_METRICS)}", value)
+    return value
+
+
+def duration_ms(call: str, fld: str, value: Any) -> int:
+    """A duration: "90d", "12h", "30m", "2w", a timedelta, or milliseconds (a positive int)."""
+    from datetime import timedelta
+
+    if isinstance(value, timedelta):
+        ms = int(value.total_seconds() * 1000)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        ms = value
+    elif isinstance(value, str) and value[:-1].isdigit() and value[-1:] in _DURATION_UNITS:
+        ms = int(value[:-1]) * _DURATION_UNITS[value[-1]]
+    else:
+        raise _fail(call, fld, "must be a duration such as '90d', '12h', '30m' or '2w' (or a timedelta)", value)
+    if ms <= 0 or ms % 60_000:
+        raise _fail(call, fld, "must be a positive whole number of minutes", value)
+    return ms
+
+
+@dataclass(slots=True)
+class SweepSchema:
+    """A parameter sweep: factory(**params) -> get_signal, backtested per point of the space."""
+
+    sweep_name: str
+    factory: Callable[..., Any]
+    space: dict[str, Any]
+    exchange_name: str
+    frame_name: str
+    interval: str
+    metric: str = "sharpe_ratio"
+    search: str = "grid"
+    trials: int | None = None
+    storage: str | None = None
+    executor: str = "sequential"
+
+    def __post_init__(self) -> None:
+        from ._space import check_space
+
+        call = f"add_sweep(sweep_name={self.sweep_name!r})"
+        _name(call, "sweep_name", self.sweep_name)
+        _func(call, "factory", self.factory)
+        _name(call, "exchange_name", self.exchange_name)
+        _name(call, "frame_name", self.frame_name)
+        _interval(call, self.interval, STRATEGY_INTERVALS)
+        _metric(call, self.metric)
+        _choice(call, "search", self.search, SEARCHES)
+        _choice(call, "executor", self.executor, EXECUTORS)
+        if self.search == "optuna":
+            try:
+                import optuna  # noqa: F401
+            except ImportError:
+                raise ValidationError(f"{call}: search='optuna' needs Optuna: pip install 'backtest-kit[optuna]'") \
+                    from None
+            if not isinstance(self.trials, int) or isinstance(self.trials, bool) or self.trials < 1:
+                raise _fail(call, "trials", "must be a positive int with search='optuna'", self.trials)
+        elif self.trials is not None:
+            raise _fail(call, "trials", "applies to search='optuna' only (a grid runs every point)", self.trials)
+        if self.storage is not None:
+            if self.search != "optuna":
+                raise _fail(call, "storage", "applies to search='optuna' only", self.storage)
+            if not isinstance(self.storage, str) or not self.storage:
+                raise _fail(call, "storage", "must be an Optuna storage URL or a journal file path", self.storage)
+        self.space = check_space(call, self.space, self.search)
+
+
+@dataclass(slots=True)
+class WalkForwardSchema:
+    """Walk-forward validation of a sweep: optimise on each train window, trade the winner on the next test window."""
+
+    walk_name: str
+    sweep_name: str
+    train: Any
+    test: Any
+    step: Any = None
+    anchored: bool = False
+    train_ms: int = field(init=False)
+    test_ms: int = field(init=False)
+    step_ms: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        call = f"add_walk_forward(walk_name={self.walk_name!r})"
+        _name(call, "walk_name", self.walk_name)
+        _name(call, "sweep_name", self.sweep_name)
+        self.train_ms = duration_ms(call, "train", self.train)
+        self.test_ms = duration_ms(call, "test", self.test)
+        self.step_ms = self.test_ms if self.step is None else duration_ms(call, "step", self.step)
+        if self.step_ms < self.test_ms:
+            raise _fail(call, "step", "must be at least test, so out-of-sample windows never overlap "
+                        "(a trade counted twice)", self.step)
+        if not isinstance(self.anchored, bool):
+            raise _fail(call, "anchored", "must be a bool", self.anchored)

@@ -294,6 +294,105 @@ class WalkerStatistics(WalkerComplete):
     strategy_results: list[StrategyResult] = field(default_factory=list)
 
 
+@dataclass(slots=True, frozen=True)
+class SweepTrial:
+    """One point of a sweep: its parameters, the metric and the backtest statistics. A failed trial has
+    `metric_value` None and `error` (its traceback); a trial read back from an Optuna storage
+    (`resumed`) keeps its numeric statistics but not its signal list."""
+
+    number: int
+    params: dict[str, Any]
+    metric_value: float | None
+    stats: BacktestStatistics
+    error: str | None = None
+    resumed: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class SweepProgress:
+    """What Sweep.run yields after each trial."""
+
+    sweep_name: str
+    symbol: str
+    exchange_name: str
+    frame_name: str
+    metric: str
+    trial: SweepTrial
+    trials_done: int
+    total_trials: int
+    best_params: dict[str, Any] | None
+    best_metric: float | None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.trial.params
+
+    @property
+    def metric_value(self) -> float | None:
+        return self.trial.metric_value
+
+
+@dataclass(slots=True, frozen=True)
+class SweepStatistics:
+    """Sweep.get_data: every trial, best first (None metrics last, ties by trial number)."""
+
+    sweep_name: str
+    symbol: str
+    metric: str
+    best: SweepTrial | None
+    trials: list[SweepTrial] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[SweepTrial]:
+        return [t for t in self.trials if t.error is not None]
+
+
+@dataclass(slots=True, frozen=True)
+class WalkForwardWindow:
+    """One walk-forward step: the train window's winner traded on the test window (times in ms, half-open)."""
+
+    index: int
+    train_start: int
+    train_end: int
+    test_start: int
+    test_end: int
+    params: dict[str, Any] | None
+    in_sample_metric: float | None
+    out_of_sample_metric: float | None
+    out_of_sample_median: float | None  # of every trial's parameters on the test window
+    stats: BacktestStatistics | None = None  # the winner on the test window
+
+
+@dataclass(slots=True, frozen=True)
+class WalkForwardProgress:
+    """What WalkForward.run yields after each window."""
+
+    walk_name: str
+    symbol: str
+    window: WalkForwardWindow
+    windows_done: int
+    total_windows: int
+
+
+@dataclass(slots=True, frozen=True)
+class WalkForwardStatistics:
+    """WalkForward.get_data: per-window metrics, the stitched out-of-sample statistics and overfitting signs.
+
+    `efficiency`: mean out-of-sample metric / mean in-sample metric. `below_median_share`: share of windows
+    whose in-sample winner lands below the median of all parameter sets out of sample. `param_stability`:
+    per parameter, the share of windows that chose its most frequent value (1.0: always the same)."""
+
+    walk_name: str
+    sweep_name: str
+    symbol: str
+    metric: str
+    windows: list[WalkForwardWindow]
+    out_of_sample: BacktestStatistics
+    efficiency: float | None
+    below_median_share: float | None
+    param_stability: dict[str, float] = field(default_factory=dict)
+
+
 # --- listen_* ---------------------------------------------------------------------------
 
 listen_signal = listen("signal")
@@ -323,3 +422,7 @@ listen_partial_loss_once = listen_once("partial_loss")
 listen_risk = listen("risk")
 listen_risk_once = listen_once("risk")
 listen_validation = listen("validation")
+listen_sweep = listen("sweep")
+listen_done_sweep = listen("done_sweep")
+listen_walk_forward = listen("walk_forward")
+listen_done_walk_forward = listen("done_walk_forward")

@@ -54,6 +54,10 @@ class Run:
         c = await self.candles()
         return None if c is None else (c.timestamp.astype(np.int64), c.close.astype(np.float64))
 
+    def release(self) -> None:
+        """Drop the fetched candles (a sweep keeps many runs; they are fetched again if asked for)."""
+        self._candles = None
+
     def add(self, result: TickResult) -> None:
         if result.action == "idle":
             return  # idle ticks are observable through listeners, not worth keeping
@@ -81,6 +85,10 @@ class RunLog:
         symbol = canonical_symbol(symbol)  # the key get() looks up
         run = self._runs[(mode, symbol, strategy_name)] = Run(mode, symbol, strategy_name)
         return run
+
+    def put(self, run: Run) -> None:
+        """Log a run made elsewhere (a walker's strategy run by a worker) as the latest of its key."""
+        self._runs[(run.mode, canonical_symbol(run.symbol), run.strategy_name)] = run
 
     def get(self, mode: Mode, symbol: str, strategy_name: str) -> Run | None:
         return self._runs.get((mode, canonical_symbol(symbol), strategy_name))

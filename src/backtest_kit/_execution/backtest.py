@@ -25,7 +25,7 @@ from .._hub import hub
 from .._report.backtest import render_backtest_report
 from .._report.html import backtest_page
 from .._report.table import Column
-from .._schema import callback
+from .._schema import StrategySchema, callback
 from .._time import MINUTE_MS, iso, to_datetime
 from ..errors import ValidationError
 from ..events import DoneEvent, Outcome, PerformanceEvent, ProgressEvent
@@ -157,23 +157,31 @@ class FrameLoop:
 
 async def open_loop(symbol: str, strategy_name: str, exchange: ExchangeClient, frame_name: str,
                     attach: Callable[[Machine], None], account: Account | None = None,
-                    strict: bool = False) -> FrameLoop:
-    """Build the run of (symbol, strategy) over a frame: run log entry, sink, machine, loop."""
-    strategy = registry.get_strategy(strategy_name, "Backtest.run")
+                    strict: bool = False, *, strategy: StrategySchema | None = None,
+                    window: tuple[int, int] | None = None, run: Run | None = None) -> FrameLoop:
+    """Build the run of (symbol, strategy) over a frame: run log entry, sink, machine, loop.
+
+    A sweep's trial passes its own `strategy` schema, a `window` (first and last frame time, ms) inside
+    the frame, and a `run` kept out of the run log."""
+    if strategy is None:
+        strategy = registry.get_strategy(strategy_name, "Backtest.run")
     frame = registry.get_frame(frame_name, "Backtest.run")
+    start, end = window if window is not None else (frame.start_ms, frame.end_ms)
     books = [risk.book(name, True) for name in strategy.risk_names]
     for b in books:  # a new run starts flat for this strategy and symbol
-        b.forget(strategy_name, symbol)
-    sink = Sink(strategy, symbol, backtest=True, run=runs.start("backtest", symbol, strategy_name), books=books,
-                account=account, strict=strict)
+        b.forget(strategy.strategy_name, symbol)
+    if run is None:
+        run = runs.start("backtest", symbol, strategy.strategy_name)
+    sink = Sink(strategy, symbol, backtest=True, run=run, books=books, account=account, strict=strict)
     state = Machine(strategy, exchange, symbol, sink)
     attach(state)
-    frames = timeframes(frame.start_ms, frame.end_ms, frame.interval)
+    frames = timeframes(start, end, frame.interval)
     on_timeframe = callback(frame.callbacks, "on_timeframe")
-    if on_timeframe is not None:
+    if on_timeframe is not None and window is None:
         await maybe_await(on_timeframe([to_datetime(int(t)) for t in frames], frame.start_date,
                                        frame.end_date, frame.interval))
-    _mark(sink, exchange, frame.start_ms, frame.end_ms)
+    run.initial_capital = sink.account.initial
+    attach_marks(run, exchange, start, end)
     return FrameLoop(state, frames, exchange.name, Timer(sink, exchange.name))
 
 
@@ -195,15 +203,13 @@ async def run_frames(symbol: str, strategy_name: str, exchange_name: str, frame_
     await loop.timer.sample("backtest_total", run_started)
 
 
-def _mark(sink: Sink, exchange: ExchangeClient, start: int, end: int) -> None:
+def attach_marks(run: Run, exchange: ExchangeClient, start: int, end: int) -> None:
     """Let the run fetch its 1m closes, from the frame's start to its end or the last close
     after it, when its equity is first asked for (a run nobody asks about fetches nothing)."""
-    run = sink.run
-    run.initial_capital = sink.account.initial
 
     async def source() -> Candles:
         last = max([end, *(r.close_timestamp for r in run.results)])
-        c = await exchange.range(sink.symbol, "1m", start, last + MINUTE_MS)
+        c = await exchange.range(run.symbol, "1m", start, last + MINUTE_MS)
         return Candles(*(np.array(getattr(c, k)) for k in ("timestamp", "open", "high", "low", "close", "volume")))
 
     run.mark_source = source
@@ -217,6 +223,14 @@ async def marks_of(run: Run, where: str) -> tuple[np.ndarray, np.ndarray] | None
     except Exception as e:  # noqa: BLE001 - reported, never silent
         await hub.report(e, f"{where} {run.symbol} {run.strategy_name}: equity marks")
         return None
+
+
+async def statistics_of(run: Run, where: str) -> BacktestStatistics:
+    """The statistics of a run, with the equity block when its 1m closes can be had."""
+    marks = await marks_of(run, where)
+    closed = run.closed
+    equity = equity_block(closed, *marks, run.initial_capital) if marks is not None else None
+    return backtest_statistics(closed, equity, run.gaps, run.errors)
 
 
 class BacktestUtils(Facade[Instance]):
@@ -266,12 +280,7 @@ class BacktestUtils(Facade[Instance]):
 
     async def _stats(self, symbol: str, strategy_name: str, method: str) -> BacktestStatistics:
         run = self._run(symbol, strategy_name, method)
-        if run is None:
-            return backtest_statistics([])
-        marks = await marks_of(run, f"Backtest.{method}")
-        closed = run.closed
-        equity = equity_block(closed, *marks, run.initial_capital) if marks is not None else None
-        return backtest_statistics(closed, equity, run.gaps, run.errors)
+        return backtest_statistics([]) if run is None else await statistics_of(run, f"Backtest.{method}")
 
     async def get_trades(self, symbol: str, strategy_name: str) -> pd.DataFrame:
         """Every closed trade: times, prices, quantity, notional and PnL in percent and money."""

@@ -10,6 +10,7 @@ from typing import Any
 from .. import _registry as registry
 from .._engine.runs import runs
 from .._engine.stats import BacktestStatistics
+from .._exchange import ExchangeClient
 from .._hub import call_reporting, hub
 from .._report.backtest import headline
 from .._report.html import comparison_page, equity_curve_of
@@ -17,8 +18,10 @@ from .._report.walker import render_walker_report
 from .._schema import callback
 from ..errors import BacktestKitError
 from ..events import DoneEvent, StrategyResult, WalkerComplete, WalkerProgress, WalkerProgressEvent, WalkerStatistics
-from .backtest import Backtest, run_frames
+from .backtest import attach_marks
 from .base import BackgroundRun, Facade, Instance, check_format
+from .executors import Scope, executor
+from .trial import TrialSpec
 
 
 def metric_value(stats: BacktestStatistics, metric: str) -> float | None:
@@ -60,36 +63,51 @@ class WalkerUtils(Facade[WalkerInstance]):
         best_name: str | None = None
         best: float | None = None
         tested = 0
-        for name in names:
-            if inst.stopped:
-                break
-            await _call(cbs, "on_strategy_start", name, symbol)
-            # The walked strategy's run goes to the run log like any backtest, so Backtest,
-            # Risk, Partial and Schedule reports see it.
-            try:
-                async for _ in run_frames(symbol, name, schema.exchange_name, schema.frame_name, inst.attach):
-                    pass
-                stats = await Backtest.get_data(symbol, name)  # from the run log, equity block included
-            except Exception as e:  # noqa: BLE001 - a failing strategy is reported; the walk goes on
-                await hub.report(e, f"Walker {walker_name} strategy {name}")
-                await _call(cbs, "on_strategy_error", name, symbol, e)
-                continue
-            value = metric_value(stats, metric)
-            best_stats = data.best_stats
-            if value is not None and (best is None or value > best):  # ties keep the earlier one
-                best, best_name, best_stats = value, name, stats
-            tested += 1
-            data = inst.data = dataclasses.replace(
-                data, best_strategy=best_name, best_metric=best, best_stats=best_stats,
-                strategy_results=[*data.strategy_results, StrategyResult(name, stats, value)])
-            progress = WalkerProgress(walker_name, symbol, schema.exchange_name, schema.frame_name, name,
-                                      stats, metric, value, best_name, best, tested, len(names))
-            await hub.emit("walker_progress", WalkerProgressEvent(
-                walker_name, schema.exchange_name, schema.frame_name, symbol, len(names), tested,
-                tested / len(names)))
-            await _call(cbs, "on_strategy_complete", name, symbol, stats, value)
-            await hub.emit("walker", progress)
-            yield progress
+        specs = [TrialSpec(i, symbol, schema.exchange_name, schema.frame_name, strategy_name=name)
+                 for i, name in enumerate(names)]
+
+        async def before(spec: TrialSpec) -> None:
+            await _call(cbs, "on_strategy_start", spec.strategy_name, symbol)
+
+        ex = executor(schema.executor)
+        await ex.start(Scope(symbol, schema.exchange_name, schema.frame_name, strategy_names=tuple(names)))
+        exchange = ExchangeClient(registry.get_exchange(schema.exchange_name, "Walker.run"), backtest=True)
+        frame = registry.get_frame(schema.frame_name, "Walker.run")
+        results: dict[int, StrategyResult] = {}
+        try:
+            async for outcome in ex.map(specs, lambda: inst.stopped, before, inst.attach):
+                name = names[outcome.number]
+                if outcome.run is None or outcome.stats is None:
+                    e = outcome.exception or BacktestKitError(outcome.error or "failed")
+                    await hub.report(e, f"Walker {walker_name} strategy {name}")
+                    await _call(cbs, "on_strategy_error", name, symbol, e)
+                    continue
+                # The walked strategy's run goes to the run log like any backtest, so Backtest,
+                # Risk, Partial and Schedule reports see it, wherever it ran.
+                if outcome.run.mark_source is None:
+                    attach_marks(outcome.run, exchange, frame.start_ms, frame.end_ms)
+                runs.put(outcome.run)
+                stats = outcome.stats
+                value = metric_value(stats, metric)
+                best_stats = data.best_stats
+                if value is not None and (best is None or value > best
+                                          or (value == best and outcome.number < names.index(best_name or name))):
+                    best, best_name, best_stats = value, name, stats  # ties keep the earlier one
+                tested += 1
+                results[outcome.number] = StrategyResult(name, stats, value)
+                data = inst.data = dataclasses.replace(
+                    data, best_strategy=best_name, best_metric=best, best_stats=best_stats,
+                    strategy_results=[results[i] for i in sorted(results)])
+                progress = WalkerProgress(walker_name, symbol, schema.exchange_name, schema.frame_name, name,
+                                          stats, metric, value, best_name, best, tested, len(names))
+                await hub.emit("walker_progress", WalkerProgressEvent(
+                    walker_name, schema.exchange_name, schema.frame_name, symbol, len(names), tested,
+                    tested / len(names)))
+                await _call(cbs, "on_strategy_complete", name, symbol, stats, value)
+                await hub.emit("walker", progress)
+                yield progress
+        finally:
+            await ex.close()
         complete = WalkerComplete(walker_name, symbol, schema.exchange_name, schema.frame_name, metric,
                                   len(names), best_name, best, data.best_stats)
         await _call(cbs, "on_complete", complete)
