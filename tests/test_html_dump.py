@@ -85,3 +85,35 @@ def test_bad_format_is_a_validation_error() -> None:
         assert "format must be 'md' or 'html'" in str(e)
     else:
         raise AssertionError("format='pdf' was accepted")
+
+
+def test_sweep_and_walk_forward_html_dumps_in_a_real_browser(tmp_path: Path) -> None:
+    _register(days=8)
+
+    def make(fast, slow):
+        return rule_strategy(fast, slow, 0.8, 0.6, 240, anchor="price")
+
+    bk.add_sweep("sw", make, {"fast": [5, 8, 12], "slow": [30, 60]}, exchange_name="ex", frame_name="fr",
+                 interval="5m", metric="total_return_pct")
+    bk.add_walk_forward("wf", "sw", train="3d", test="1d")
+    asyncio.run(_consume(bk.Sweep.run("BTCUSDT", sweep_name="sw")))
+    asyncio.run(_consume(bk.WalkForward.run("BTCUSDT", walk_name="wf")))
+    sweep = Path(asyncio.run(bk.Sweep.dump("BTCUSDT", "sw", path=str(tmp_path), format="html")))
+    walk = Path(asyncio.run(bk.WalkForward.dump("BTCUSDT", "wf", path=str(tmp_path), format="html")))
+    data = asyncio.run(bk.Sweep.get_data("BTCUSDT", "sw"))
+    with browser() as b:
+        page, log = b.open(sweep)
+        assert log.page_errors == [] and log.console_errors == [] and log.external_requests == []
+        state = page.evaluate("window.__bk")
+        assert state["ready"] is True and state["curves"] == 6 and state["heatmapCells"] == 6, state
+        lines = [line.split("\t") for line in page.inner_text("table.heat").splitlines()]
+        cells = {(int(row[0]), int(fast)): float(v) for row in lines[1:] for fast, v in zip(lines[0][1:], row[1:])}
+        assert cells == {(t.params["slow"], t.params["fast"]): round(t.metric_value, 4) for t in data.trials}
+        assert canvas_stats(page, "#chart")["colors"] > 10
+        save_screenshot(page, tmp_path / "sweep.png")
+        page.close()
+        page, log = b.open(walk)
+        assert log.page_errors == [] and log.console_errors == []
+        assert page.evaluate("window.__bk")["curves"] == 1  # the stitched out-of-sample equity
+        assert "window 3" in page.inner_text("body") and "window 4" not in page.inner_text("body")
+        page.close()

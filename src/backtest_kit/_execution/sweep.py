@@ -13,7 +13,7 @@ from .._engine.stats import BacktestStatistics, backtest_statistics
 from .._exchange import ExchangeClient
 from .._hub import hub
 from .._report.backtest import headline
-from .._report.html import comparison_page, equity_curve_of
+from .._report.html import comparison_page, equity_curve_of, sweep_heatmap
 from .._report.sweep import render_sweep_report
 from .._schema import SweepSchema
 from .._space import distributions, grid, label
@@ -252,7 +252,7 @@ async def comparison_of(title: str, metric: str, trials: Sequence[SweepTrial], r
         rows.append({"trial": str(trial.number), **{k: str(v) for k, v in trial.params.items()},
                      **{lbl: text for lbl, text in headline(trial.stats)},
                      **({"error": trial.error.strip().splitlines()[-1]} if trial.error else {})})
-    return comparison_page(title, curves, metric, metrics, rows)
+    return comparison_page(title, curves, metric, metrics, rows, sweep_heatmap(trials, metric))
 
 
 Sweep = SweepUtils()
