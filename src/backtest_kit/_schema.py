@@ -409,7 +409,7 @@ class WalkerSchema:
 
     def __post_init__(self) -> None:
         call = f"add_walker(walker_name={self.walker_name!r})"
-        _choice(call, "executor", self.executor, EXECUTORS)
+        _executor(call, self.executor)
         _name(call, "walker_name", self.walker_name)
         _name(call, "exchange_name", self.exchange_name)
         _name(call, "frame_name", self.frame_name)
@@ -428,6 +428,16 @@ _DURATION_UNITS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400
 def _choice(call: str, fld: str, value: Any, allowed: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in allowed:
         raise _fail(call, fld, f"must be one of {', '.join(map(repr, allowed))}", value)
+    return value
+
+
+def _executor(call: str, value: Any) -> str:
+    value = _choice(call, "executor", value, EXECUTORS)
+    if value == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ValidationError(f"{call}: executor='ray' needs Ray: pip install 'backtest-kit[ray]'") from None
     return value
 
 
@@ -481,7 +491,7 @@ class SweepSchema:
         _interval(call, self.interval, STRATEGY_INTERVALS)
         _metric(call, self.metric)
         _choice(call, "search", self.search, SEARCHES)
-        _choice(call, "executor", self.executor, EXECUTORS)
+        _executor(call, self.executor)
         if self.search == "optuna":
             try:
                 import optuna  # noqa: F401
