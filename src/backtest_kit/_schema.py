@@ -432,13 +432,13 @@ def _choice(call: str, fld: str, value: Any, allowed: tuple[str, ...]) -> str:
 
 
 def _executor(call: str, value: Any) -> str:
-    value = _choice(call, "executor", value, EXECUTORS)
-    if value == "ray":
+    kind = _choice(call, "executor", value, EXECUTORS)
+    if kind == "ray":
         try:
             import ray  # noqa: F401
         except ImportError:
             raise ValidationError(f"{call}: executor='ray' needs Ray: pip install 'backtest-kit[ray]'") from None
-    return value
+    return kind
 
 
 def _metric(call: str, value: Any) -> str:
