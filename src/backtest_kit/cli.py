@@ -183,6 +183,11 @@ def _strategy(target: str | None, param: list[str], default: GetSignal) -> GetSi
         raise typer.BadParameter(str(e), param_hint=_hint(e)) from None
 
 
+def _default_name(target: str | None) -> str:
+    """A run's strategy name without --name: the TARGET's (my_strategy:get_signal), or the rule's."""
+    return target_name(target, {}) if target else "ma-crossover"
+
+
 def _hint(error: bk.ValidationError) -> str:
     """The option a TARGET error is about: a malformed --param, or else the TARGET."""
     return "--param" if str(error).startswith("--param") else "TARGET"
@@ -486,7 +491,7 @@ def backtest(
         raise typer.BadParameter(f"--fast ({fast}) must be smaller than --slow ({slow})", param_hint="--fast")
     source = candle_source(candles, store, exchange, symbol, start, end, _warmup(slow))
     get_signal = _strategy(target, param or [], rule_strategy(fast, slow, tp, sl, minutes, shorts=shorts))
-    name = name or (target_name(target, {}) if target else "ma-crossover")
+    name = name or _default_name(target)
     run_and_print(RunSpec(source, frame_interval, interval, get_signal, name, str(out), html=html), verbose)
 
 
@@ -578,7 +583,8 @@ def live(
     start: str | None = typer.Option(None, help="Replay start, ISO-8601 (default: after warm-up)."),
     end: str | None = typer.Option(None, help="Replay end, ISO-8601 (default: the last candle)."),
     state: Path = typer.Option(Path("./dump/data"), help="Directory (file backend) or .sqlite file for state."),
-    name: str = typer.Option("ma-crossover", help="Strategy name."),
+    name: str | None = typer.Option(None, help="Strategy name (and report file name); default ma-crossover, or "
+                                               "the TARGET's name, such as my_strategy:get_signal."),
     out: Path = typer.Option(Path("./dump/live"), help="Directory (or .md file) for the report."),
     fresh: bool = typer.Option(False, "--fresh", help="Start a new state: the old one is moved aside, not deleted."),
     verbose: VerboseOption = False,
@@ -607,6 +613,7 @@ def live(
                    "minutes": minutes, "shorts": shorts},
         "strategy": {"target": target, "param": list(param)}}
     get_signal = _strategy(target, param, rule_strategy(fast, slow, tp, sl, minutes, shorts=shorts))
+    name = name or _default_name(target)
     _set_verbose(verbose)
     console = Console()
     started = time.perf_counter()
