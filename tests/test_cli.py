@@ -188,6 +188,8 @@ def test_live_paper_runs_your_own_strategy(tmp_path):
                                  "--state", str(tmp_path / "state"), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert " OPENED " in result.output and " CLOSED " in result.output
+    # named after the TARGET, as a backtest of it is
+    assert (tmp_path / "mine%3Aget_signal.md").read_text().startswith("# Live Trading Report: mine:get_signal")
 
 
 def test_demo_save_candles_writes_the_bundled_candles_exactly(tmp_path):

@@ -380,10 +380,10 @@ def ranking(data: bk.WalkerStatistics) -> list[bk.StrategyResult]:
 def ranking_table(data: bk.WalkerStatistics, failed: dict[str, BaseException]) -> Table:
     table = Table(title=f"Walker {escape(data.walker_name)} on {escape(data.symbol)}: "
                         f"{data.total_strategies} strategies by {data.metric}")
-    for label, justify in (("#", "right"), ("Strategy", "left"), (data.metric, "right"), ("Trades", "right"),
-                           ("Win rate", "right"), ("Return", "right"), ("Max drawdown", "right"),
-                           ("Sharpe (daily)", "right")):
-        table.add_column(label, justify=justify)  # type: ignore[arg-type]
+    table.add_column("#", justify="right")
+    table.add_column("Strategy")
+    for label in (data.metric, "Trades", "Win rate", "Return", "Max drawdown", "Sharpe (daily)"):
+        table.add_column(label, justify="right")
     for rank, r in enumerate(ranking(data), start=1):
         s = r.stats
         table.add_row(str(rank), escape(r.strategy_name), fmt_value(r.metric_value, ".4f"), str(s.total_signals),
