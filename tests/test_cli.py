@@ -6,9 +6,11 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 import backtest_kit as bk
+from backtest_kit._files import load_candles
 from backtest_kit.cli import app, demo_candles
 from backtest_kit.demo import synthetic_candles
 
@@ -186,3 +188,55 @@ def test_live_paper_runs_your_own_strategy(tmp_path):
                                  "--state", str(tmp_path / "state"), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert " OPENED " in result.output and " CLOSED " in result.output
+    # named after the TARGET, as a backtest of it is
+    assert (tmp_path / "mine%3Aget_signal.md").read_text().startswith("# Live Trading Report: mine:get_signal")
+
+
+def test_demo_save_candles_writes_the_bundled_candles_exactly(tmp_path):
+    bundled = demo_candles()
+    for name in ("candles.csv", "candles.npz"):
+        result = runner.invoke(app, ["demo", "--save-candles", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        assert f"Wrote 64,800 1m candles (2024-01-01T00:00 .. 2024-02-14T23:59) to {tmp_path / name}" in result.output
+        assert np.array_equal(load_candles(tmp_path / name), bundled)  # every float reads back unchanged
+    assert (tmp_path / "candles.csv").read_text().startswith("timestamp,open,high,low,close,volume\n1704067200000,")
+    bad = runner.invoke(app, ["demo", "--save-candles", str(tmp_path / "candles.txt")])
+    assert bad.exit_code == 2 and "write a .csv or a .npz file" in bad.output
+    assert not (tmp_path / "candles.txt").exists()
+
+
+def test_backtest_of_a_target_is_named_after_it_and_the_symbol_defaults_to_btcusdt(tmp_path):
+    (tmp_path / "mine.py").write_text(STRATEGY_FILE)
+    csv = _write_csv(tmp_path / "candles.csv", synthetic_candles(3 * 1440))
+    result = runner.invoke(app, ["backtest", f"{tmp_path / 'mine.py'}:get_signal", "--candles", str(csv),
+                                 "--interval", "1m", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "Backtest mine:get_signal on BTCUSDT" in result.output
+    report = _report(result.output)
+    assert report == tmp_path / "mine%3Aget_signal.md"  # ':' is escaped in file names
+    assert report.read_text().startswith("# Backtest Report: mine:get_signal\n\n**Symbol:** BTCUSDT\n")
+
+
+def test_backtest_store_needs_exchange_and_symbol_and_candles_refuse_an_exchange(tmp_path):
+    csv = _write_csv(tmp_path / "candles.csv", synthetic_candles(300))
+    with_exchange = runner.invoke(app, ["backtest", "--candles", str(csv), "--exchange", "binance"])
+    assert with_exchange.exit_code == 2 and "--exchange goes with --store" in with_exchange.output
+    no_symbol = runner.invoke(app, ["backtest", "--store", str(tmp_path), "--exchange", "binance"])
+    assert no_symbol.exit_code == 2 and "--store needs --symbol" in no_symbol.output
+
+
+@pytest.mark.parametrize(("source", "param", "message"), [
+    ("raise RuntimeError('no config')\n", [], "running {path} raised RuntimeError: no config"),
+    ("def make(n):\n    raise KeyError(n)\n", ["--param", "n=3"], "called with --param n=3 it raised KeyError: 3"),
+    ("def make(n):\n    return 42\n", ["--param", "n=3"], "it must return a get_signal, got int"),
+])
+def test_a_target_that_fails_is_a_bad_target_not_a_traceback(tmp_path, source, param, message):
+    path = tmp_path / "broken.py"
+    path.write_text(source)
+    csv = _write_csv(tmp_path / "candles.csv", synthetic_candles(300))
+    attr = "make" if param else "get_signal"
+    result = runner.invoke(app, ["backtest", f"{path}:{attr}", *param, "--candles", str(csv)])
+    assert result.exit_code == 2, result.output
+    flat = re.sub(r"[│╭╮╰╯─\s]+", " ", result.output)
+    assert "Invalid value for TARGET:" in flat and message.format(path=path) in flat, flat
+    assert isinstance(result.exception, SystemExit)

@@ -1,6 +1,7 @@
-"""The `backtest-kit` console script: `demo` (bundled candles, no network) and `backtest`
-(your own 1m candles from CSV, NPZ or Parquet, or a CandleStore offline), both with the
-moving-average rule strategy; `data` (download, check, list a CandleStore) is in _cli_data."""
+"""The `backtest-kit` console script: `demo` (bundled candles, no network); `backtest` (one strategy)
+and `walker` (several, ranked by a metric) on your own 1m candles (CSV, NPZ or Parquet, or a
+CandleStore offline); `live --paper`. The strategy is the moving-average rule or your own TARGET
+(see _target.py); `data` (download, check, list a CandleStore) is in _cli_data."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
 import typer
@@ -31,9 +33,10 @@ from rich.table import Table
 import backtest_kit as bk
 
 from ._cli_data import data_app, offline_exchange
-from ._files import CandleFileError, demo_candles, load_candles
+from ._files import COLUMNS, CandleFileError, demo_candles, load_candles
 from ._report.backtest import fmt_value, headline
-from ._target import strategy_from
+from ._schema import WALKER_METRICS
+from ._target import strategies_from, strategy_from, target_name
 from ._time import FRAME_INTERVALS, MINUTE_MS, STRATEGY_INTERVALS, interval_ms, iso, to_ms
 from .demo import ArrayExchange, GetSignal, rule_strategy
 
@@ -43,6 +46,33 @@ app.add_typer(data_app, name="data")
 
 DAY_MS = 1440 * MINUTE_MS
 _QUIET = logging.NullHandler()  # keeps the library's per-error warnings off stderr
+T = TypeVar("T")
+
+# The default walk: the moving-average rule at two fast lengths. One slow length, so every
+# strategy has backtest's warm-up and `walker`'s ma-10-50 row equals `backtest`'s default run.
+DEFAULT_WALK = ((10, 50), (20, 50))
+
+
+# ---------------------------------------------------------------- options shared by the commands
+
+TARGET_HELP = "Your strategy: FILE.py:get_signal or MODULE:NAME (default: the moving-average rule)."
+ParamOption = Annotated[list[str] | None, typer.Option(
+    "--param", help="name=value passed to TARGET when it is a factory (repeatable).")]
+CandlesOption = Annotated[Path | None, typer.Option(
+    exists=True, dir_okay=False, readable=True,
+    help="1m candles: .csv with header timestamp,open,high,low,close,volume (epoch ms or ISO time), "
+         ".npz or .parquet.")]
+StoreOption = Annotated[Path | None, typer.Option(
+    exists=True, file_okay=False, help="Or a CandleStore directory (backtest-kit data download): offline.")]
+ExchangeOption = Annotated[str | None, typer.Option(help="With --store: the exchange the candles were stored under.")]
+SymbolOption = Annotated[str | None, typer.Option(
+    help="Symbol name shown in the report (default BTCUSDT); with --store: the stored market (required).")]
+IntervalOption = Annotated[str, typer.Option(help=f"Strategy interval: {', '.join(STRATEGY_INTERVALS)}.")]
+StartOption = Annotated[str | None, typer.Option(help="Frame start, ISO-8601 (default: after warm-up).")]
+EndOption = Annotated[str | None, typer.Option(help="Frame end, ISO-8601 (default: the last candle).")]
+FrameIntervalOption = Annotated[str, typer.Option(help=f"Frame step: {', '.join(FRAME_INTERVALS)}.")]
+HtmlOption = Annotated[bool, typer.Option("--html", help="Also write the HTML report beside the markdown one.")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log every reported error to stderr.")]
 
 
 # ---------------------------------------------------------------- dates and frames
@@ -84,56 +114,86 @@ def _check_choice(value: str, choices: tuple[str, ...], option: str) -> str:
     return value
 
 
-# ---------------------------------------------------------------- running
+def _warmup(slow: int) -> int:
+    """Minutes of history before the frame's default start."""
+    return max(slow + 1, int(bk.get_config()["CC_AVG_PRICE_CANDLES_COUNT"]))
+
+
+# ---------------------------------------------------------------- the candles of a run
 
 
 @dataclass(slots=True)
-class RunSpec:
-    """Everything one CLI backtest needs."""
+class Source:
+    """The candles one CLI run reads and its frame: an array in memory, or a CandleStore offline."""
 
     symbol: str
     candles: np.ndarray
     start_ms: int
     end_ms: int
-    frame_interval: str
-    strategy_interval: str
-    get_signal: GetSignal
-    strategy_name: str
-    out: str
-    register_exchange: Callable[[], str] | None = None  # registers the exchange, returns its name
-    html: bool = False
+    register_exchange: Callable[[], str] | None = None  # a store's exchange: registers it, returns its name
+
+    def add_exchange(self) -> str:
+        """Register the exchange serving these candles; its name."""
+        if self.register_exchange is not None:
+            return self.register_exchange()
+        bk.add_exchange(exchange_name="cli-candles", get_candles=ArrayExchange(self.candles).get_candles)
+        return "cli-candles"
+
+    def add_frame(self, frame_interval: str) -> str:
+        bk.add_frame(frame_name="cli-frame", interval=frame_interval, start_date=self.start_ms, end_date=self.end_ms)
+        return "cli-frame"
 
 
-
-
-
-async def _run_backtest(spec: RunSpec, on_progress: Callable[[bk.ProgressEvent], None],
-                        on_error: Callable[[BaseException], None]
-                        ) -> tuple[bk.BacktestStatistics, str]:
-    """Register exchange, frame and strategy, run the backtest, dump the report."""
-    if spec.register_exchange is not None:
-        exchange_name = spec.register_exchange()
-    else:
-        exchange_name = "cli-candles"
-        bk.add_exchange(exchange_name=exchange_name, get_candles=ArrayExchange(spec.candles).get_candles)
-    bk.add_frame(frame_name="cli-frame", interval=spec.frame_interval,
-                 start_date=spec.start_ms, end_date=spec.end_ms)
-    bk.add_strategy(strategy_name=spec.strategy_name, interval=spec.strategy_interval,
-                    get_signal=spec.get_signal)
-    unsubscribe = [bk.listen_backtest_progress(on_progress), bk.listen_error(on_error)]
+def candle_source(candles: Path | None, store: Path | None, exchange: str | None, symbol: str | None,
+                  start: str | None, end: str | None, warmup_min: int) -> Source:
+    """The Source of `--candles FILE` or `--store DIR --exchange ID --symbol S`, with --start/--end."""
+    if (candles is None) == (store is None):
+        raise typer.BadParameter("give either --candles FILE or --store DIR --exchange ID --symbol S",
+                                 param_hint="--candles")
+    start_ms, end_ms = parse_date(start, "--start"), parse_date(end, "--end")
+    if store is not None:
+        if exchange is None:
+            raise typer.BadParameter("--store needs --exchange (the name the candles are stored under)",
+                                     param_hint="--exchange")
+        if symbol is None:
+            raise typer.BadParameter("--store needs --symbol (the market stored, such as BTC/USDT)",
+                                     param_hint="--symbol")
+        stored, first, last, register = offline_exchange(store, exchange, symbol)
+        return Source(stored, np.empty((0, 6)), *span_bounds(first, last, start_ms, end_ms, warmup_min), register)
+    assert candles is not None
+    if exchange is not None:
+        raise typer.BadParameter("--exchange goes with --store; --candles are served as they are",
+                                 param_hint="--exchange")
     try:
-        async for _ in bk.Backtest.run(spec.symbol, strategy_name=spec.strategy_name,
-                                       exchange_name=exchange_name, frame_name="cli-frame"):
-            pass
-    finally:
-        for fn in unsubscribe:
-            fn()
-    stats = await bk.Backtest.get_data(spec.symbol, spec.strategy_name)
-    path = await bk.Backtest.dump(spec.symbol, spec.strategy_name, path=spec.out)
-    if spec.html:  # beside the markdown: <name>.html in the same folder
-        folder = spec.out[:-3] + ".html" if spec.out.endswith(".md") else spec.out
-        path += "\n" + await bk.Backtest.dump(spec.symbol, spec.strategy_name, path=folder, format="html")
-    return stats, path
+        data = load_candles(candles)
+    except CandleFileError as e:
+        raise typer.BadParameter(str(e), param_hint="--candles") from None
+    return Source(symbol or "BTCUSDT", data, *frame_bounds(data, start_ms, end_ms, warmup_min))
+
+
+def _strategy(target: str | None, param: list[str], default: GetSignal) -> GetSignal:
+    """The TARGET's get_signal (a factory is called with the --param values), or the default rule."""
+    if target is None:
+        if param:
+            raise typer.BadParameter("--param needs a TARGET strategy", param_hint="--param")
+        return default
+    try:
+        return strategy_from(target, param)
+    except bk.ValidationError as e:
+        raise typer.BadParameter(str(e), param_hint=_hint(e)) from None
+
+
+def _default_name(target: str | None) -> str:
+    """A run's strategy name without --name: the TARGET's (my_strategy:get_signal), or the rule's."""
+    return target_name(target, {}) if target else "ma-crossover"
+
+
+def _hint(error: bk.ValidationError) -> str:
+    """The option a TARGET error is about: a malformed --param, or else the TARGET."""
+    return "--param" if str(error).startswith("--param") else "TARGET"
+
+
+# ---------------------------------------------------------------- running and printing
 
 
 def _progress_bar(console: Console) -> Progress:
@@ -151,42 +211,106 @@ def _set_verbose(verbose: bool) -> None:
         logger.addHandler(_QUIET)
 
 
-def run_and_print(spec: RunSpec, verbose: bool = False) -> None:
-    """Run the backtest with a progress bar, then print the summary and the report path."""
-    _set_verbose(verbose)
-    console = Console()
+Update = Callable[..., None]  # Progress.update of the run's task: total=, completed=, description=
+OnError = Callable[[BaseException], None]
+
+
+def _execute(console: Console, title: str, main: Callable[[Update, OnError], Coroutine[Any, Any, T]]
+             ) -> tuple[T, list[BaseException], float]:
+    """Run `main(update, on_error)` under a progress bar: (its result, the errors reported, seconds).
+    A library error ends the command with exit 1 and one line."""
     errors: list[BaseException] = []
-    title = f"{spec.strategy_name} {spec.symbol}"
     started = time.perf_counter()
     with _progress_bar(console) as progress:
         task = progress.add_task(title, total=None)
 
-        def on_progress(e: bk.ProgressEvent) -> None:
-            progress.update(task, total=e.total_frames, completed=e.processed_frames)
+        def update(**fields: Any) -> None:
+            progress.update(task, **fields)
 
         try:
-            stats, path = asyncio.run(_run_backtest(spec, on_progress, errors.append))
+            result = asyncio.run(main(update, errors.append))
         except bk.BacktestKitError as e:
             console.print(f"[red]Error:[/red] {escape(str(e))}")
             raise typer.Exit(1) from None
-    seconds = time.perf_counter() - started
-    frames = (spec.end_ms - spec.start_ms) // interval_ms(spec.frame_interval) + 1
-    console.print(summary_table(stats, spec))
-    console.print(f"{iso(spec.start_ms)[:16]} .. {iso(spec.end_ms)[:16]}: {frames:,} "
-                  f"{spec.frame_interval} frames in {seconds:.2f} s", highlight=False)
+    return result, errors, time.perf_counter() - started
+
+
+async def _dump_reports(dump: Callable[[str, str], Awaitable[str]], out: str, html: bool) -> list[str]:
+    """The markdown report at `out` (a folder or a .md file) and, with html, the HTML one beside it."""
+    paths = [await dump(out, "md")]
+    if html:
+        paths.append(await dump(out[:-3] + ".html" if out.endswith(".md") else out, "html"))
+    return paths
+
+
+def _print_footer(console: Console, source: Source, frame_interval: str, seconds: float,
+                  errors: list[BaseException], paths: list[str], runs: int = 1) -> None:
+    """The frames run and the time taken, the reported errors, the report paths."""
+    frames = (source.end_ms - source.start_ms) // interval_ms(frame_interval) + 1
+    times = f" x {runs} strategies" if runs > 1 else ""
+    console.print(f"{iso(source.start_ms)[:16]} .. {iso(source.end_ms)[:16]}: {frames:,} "
+                  f"{frame_interval} frames{times} in {seconds:.2f} s", highlight=False)
     if errors:
         first = " ".join(str(errors[0]).split())
         console.print(f"[yellow]{len(errors)} errors reported (rejected signals included; "
                       f"--verbose lists them), the first:[/yellow] {escape(first[:300])}", highlight=False)
-    for line in path.split("\n"):
-        console.print(f"Report: {line}", highlight=False, soft_wrap=True)
+    for path in paths:
+        console.print(f"Report: {path}", highlight=False, soft_wrap=True)
 
 
-# ---------------------------------------------------------------- summary
+# ---------------------------------------------------------------- one backtest
+
+
+@dataclass(slots=True)
+class RunSpec:
+    """Everything one CLI backtest needs."""
+
+    source: Source
+    frame_interval: str
+    strategy_interval: str
+    get_signal: GetSignal
+    strategy_name: str
+    out: str
+    html: bool = False
+
+
+async def _run_backtest(spec: RunSpec, update: Update, on_error: OnError) -> tuple[bk.BacktestStatistics, list[str]]:
+    """Register exchange, frame and strategy, run the backtest, dump the report(s)."""
+    symbol, name = spec.source.symbol, spec.strategy_name
+    exchange_name = spec.source.add_exchange()
+    frame_name = spec.source.add_frame(spec.frame_interval)
+    bk.add_strategy(strategy_name=name, interval=spec.strategy_interval, get_signal=spec.get_signal)
+
+    def on_progress(e: bk.ProgressEvent) -> None:
+        update(total=e.total_frames, completed=e.processed_frames)
+
+    unsubscribe = [bk.listen_backtest_progress(on_progress), bk.listen_error(on_error)]
+    try:
+        async for _ in bk.Backtest.run(symbol, strategy_name=name, exchange_name=exchange_name,
+                                       frame_name=frame_name):
+            pass
+    finally:
+        for fn in unsubscribe:
+            fn()
+    stats = await bk.Backtest.get_data(symbol, name)
+    paths = await _dump_reports(lambda path, fmt: bk.Backtest.dump(symbol, name, path=path, format=fmt),
+                                spec.out, spec.html)
+    return stats, paths
+
+
+def run_and_print(spec: RunSpec, verbose: bool = False) -> None:
+    """Run the backtest with a progress bar, then print the summary and the report paths."""
+    _set_verbose(verbose)
+    console = Console()
+    (stats, paths), errors, seconds = _execute(
+        console, f"{spec.strategy_name} {spec.source.symbol}",
+        lambda update, on_error: _run_backtest(spec, update, on_error))
+    console.print(summary_table(stats, spec))
+    _print_footer(console, spec.source, spec.frame_interval, seconds, errors, paths)
 
 
 def summary_table(s: bk.BacktestStatistics, spec: RunSpec) -> Table:
-    table = Table(title=f"Backtest {spec.strategy_name} on {spec.symbol}")
+    table = Table(title=f"Backtest {escape(spec.strategy_name)} on {escape(spec.source.symbol)}")
     table.add_column("Metric")
     table.add_column("Value", justify="right")
     for label, text in headline(s):
@@ -194,7 +318,116 @@ def summary_table(s: bk.BacktestStatistics, spec: RunSpec) -> Table:
     return table
 
 
+# ---------------------------------------------------------------- a walk over several strategies
+
+
+@dataclass(slots=True)
+class WalkSpec:
+    """Everything one CLI walk needs."""
+
+    source: Source
+    frame_interval: str
+    strategy_interval: str
+    strategies: list[tuple[str, GetSignal]]  # (name, get_signal), in walk order
+    metric: str
+    walker_name: str
+    out: str
+    html: bool = False
+
+
+async def _run_walker(spec: WalkSpec, update: Update, on_error: OnError
+                      ) -> tuple[bk.WalkerStatistics, dict[str, BaseException], list[str]]:
+    """Register exchange, frame, strategies and walker, walk, dump the report(s); also the
+    strategies whose backtest failed (the walk goes on without them) with their error."""
+    symbol, walker_name = spec.source.symbol, spec.walker_name
+    names = [name for name, _ in spec.strategies]
+    exchange_name = spec.source.add_exchange()
+    frame_name = spec.source.add_frame(spec.frame_interval)
+    for name, get_signal in spec.strategies:
+        bk.add_strategy(strategy_name=name, interval=spec.strategy_interval, get_signal=get_signal)
+    failed: dict[str, BaseException] = {}
+
+    def on_strategy_error(name: str, _symbol: str, error: BaseException) -> None:
+        failed.setdefault(name, error)
+
+    bk.add_walker(walker_name=walker_name, exchange_name=exchange_name, frame_name=frame_name,
+                  strategies=names, metric=spec.metric, callbacks={"on_strategy_error": on_strategy_error})
+
+    def on_progress(e: bk.ProgressEvent) -> None:  # one bar over the strategies, filled frame by frame
+        if e.strategy_name in names:
+            update(description=f"{e.strategy_name} {symbol}", total=len(names),
+                   completed=names.index(e.strategy_name) + e.processed_frames / max(e.total_frames, 1))
+
+    unsubscribe = [bk.listen_backtest_progress(on_progress), bk.listen_error(on_error)]
+    try:
+        async for _ in bk.Walker.run(symbol, walker_name=walker_name):
+            pass
+    finally:
+        for fn in unsubscribe:
+            fn()
+    data = await bk.Walker.get_data(symbol, walker_name)
+    paths = await _dump_reports(lambda path, fmt: bk.Walker.dump(symbol, walker_name, path=path, format=fmt),
+                                spec.out, spec.html)
+    return data, failed, paths
+
+
+def ranking(data: bk.WalkerStatistics) -> list[bk.StrategyResult]:
+    """The walked strategies best first, by the Walker's rule: higher metric first, an undefined
+    metric last, ties in walk order (so the first is the Walker's best_strategy)."""
+    return sorted(data.strategy_results, key=lambda r: (r.metric_value is None, -(r.metric_value or 0.0)))
+
+
+def ranking_table(data: bk.WalkerStatistics, failed: dict[str, BaseException]) -> Table:
+    table = Table(title=f"Walker {escape(data.walker_name)} on {escape(data.symbol)}: "
+                        f"{data.total_strategies} strategies by {data.metric}")
+    table.add_column("#", justify="right")
+    table.add_column("Strategy")
+    for label in (data.metric, "Trades", "Win rate", "Return", "Max drawdown", "Sharpe (daily)"):
+        table.add_column(label, justify="right")
+    for rank, r in enumerate(ranking(data), start=1):
+        s = r.stats
+        table.add_row(str(rank), escape(r.strategy_name), fmt_value(r.metric_value, ".4f"), str(s.total_signals),
+                      fmt_value(s.win_rate, ".2f", "%"), fmt_value(s.total_return_pct, "+.2f", "%"),
+                      fmt_value(s.max_drawdown_pct, ".2f", "%"), fmt_value(s.sharpe, ".3f"))
+    for name in failed:
+        table.add_row("-", escape(name), "failed", "", "", "", "", "")
+    return table
+
+
+def walk_and_print(spec: WalkSpec, verbose: bool = False) -> None:
+    """Walk with a progress bar, print the ranking and the report paths; exit 1 if a strategy failed."""
+    _set_verbose(verbose)
+    console = Console()
+    (data, failed, paths), errors, seconds = _execute(
+        console, f"{spec.walker_name} {spec.source.symbol}",
+        lambda update, on_error: _run_walker(spec, update, on_error))
+    console.print(ranking_table(data, failed))
+    if data.best_strategy is not None:
+        console.print(f"Best by {data.metric}: {escape(data.best_strategy)} "
+                      f"({fmt_value(data.best_metric, '.4f')})", highlight=False)
+    else:
+        console.print(f"No strategy has a defined {data.metric}.", highlight=False)
+    _print_footer(console, spec.source, spec.frame_interval, seconds, errors, paths, len(spec.strategies))
+    for name, error in failed.items():
+        console.print(f"[red]Error:[/red] strategy {escape(name)} failed: {escape(' '.join(str(error).split()))}",
+                      highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
 # ---------------------------------------------------------------- commands
+
+
+def _write_candles(path: Path, candles: np.ndarray) -> None:
+    """.csv (header timestamp,open,high,low,close,volume; epoch ms) or .npz (one array per column)."""
+    if path.suffix.lower() == ".npz":
+        np.savez(path, **{c: candles[:, i] for i, c in enumerate(COLUMNS)})  # type: ignore[arg-type]
+        return
+    if path.suffix.lower() != ".csv":
+        raise typer.BadParameter(f"{path}: write a .csv or a .npz file", param_hint="--save-candles")
+    # repr() of a float is the shortest text that reads back as the same float.
+    rows = (f"{int(r[0])},{r[1]!r},{r[2]!r},{r[3]!r},{r[4]!r},{r[5]!r}" for r in candles.tolist())
+    path.write_text(",".join(COLUMNS) + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
 
 
 @app.command()
@@ -202,76 +435,110 @@ def demo(
     symbol: str = typer.Option("BTCUSDT", help="Symbol name shown in the report."),
     days: int = typer.Option(30, min=1, help="Backtest the last DAYS days of the bundled data."),
     out: Path = typer.Option(Path("./dump/backtest"), help="Directory (or .md file) for the report."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every reported error to stderr."),
+    save_candles: Path | None = typer.Option(
+        None, dir_okay=False, help="Instead: write the bundled candles to this .csv or .npz file, to try "
+                                   "backtest and walker on them."),
+    verbose: VerboseOption = False,
 ) -> None:
     """Backtest the moving-average rule on 45 days of bundled synthetic 1m candles (no network)."""
     candles = demo_candles()
+    if save_candles is not None:
+        _write_candles(save_candles, candles)
+        Console().print(f"Wrote {len(candles):,} 1m candles ({iso(int(candles[0, 0]))[:16]} .. "
+                        f"{iso(int(candles[-1, 0]))[:16]}) to {save_candles}", highlight=False, soft_wrap=True)
+        return
     end_excl = int(candles[-1, 0]) + MINUTE_MS
     available = (end_excl - int(candles[0, 0])) // DAY_MS - 1  # the first day is warm-up
     if days > available:
         raise typer.BadParameter(f"the bundled data holds {available} days after warm-up", param_hint="--days")
     # TP and SL from the price each trade opens at: every signal passes validation.
-    run_and_print(RunSpec(
-        symbol, candles, end_excl - days * DAY_MS, end_excl - MINUTE_MS, "1m", "5m",
-        rule_strategy(10, 50, 1.0, 0.6, 360, shorts=True, anchor="price"), "ma-crossover", str(out), html=True),
-        verbose)
+    source = Source(symbol, candles, end_excl - days * DAY_MS, end_excl - MINUTE_MS)
+    run_and_print(RunSpec(source, "1m", "5m", rule_strategy(10, 50, 1.0, 0.6, 360, shorts=True, anchor="price"),
+                          "ma-crossover", str(out), html=True), verbose)
 
 
 @app.command()
 def backtest(
-    target: str | None = typer.Argument(None, help="Your strategy: FILE.py:get_signal or MODULE:NAME "
-                                                    "(default: the moving-average rule)."),
-    param: list[str] = typer.Option([], "--param", help="name=value passed to TARGET when it is a factory."),
-    candles: Path | None = typer.Option(None, exists=True, dir_okay=False, readable=True,
-                                        help="1m candles: .csv with header timestamp,open,high,low,close,volume "
-                                             "(epoch ms or ISO time), .npz or .parquet."),
-    store: Path | None = typer.Option(None, exists=True, file_okay=False,
-                                      help="Or a CandleStore directory (backtest-kit data download): offline."),
-    exchange: str | None = typer.Option(None, help="With --store: the exchange the candles were stored under."),
-    symbol: str = typer.Option(..., help="Symbol name shown in the report (with --store: the stored market)."),
-    interval: str = typer.Option("5m", help=f"Strategy interval: {', '.join(STRATEGY_INTERVALS)}."),
+    target: str | None = typer.Argument(None, help=TARGET_HELP),
+    param: ParamOption = None,
+    candles: CandlesOption = None,
+    store: StoreOption = None,
+    exchange: ExchangeOption = None,
+    symbol: SymbolOption = None,
+    interval: IntervalOption = "5m",
     fast: int = typer.Option(10, min=1, help="Fast moving average length (1m closes)."),
     slow: int = typer.Option(50, min=2, help="Slow moving average length (1m closes)."),
     tp: float = typer.Option(1.0, help="Take profit, % from the entry."),
     sl: float = typer.Option(0.6, help="Stop loss, % from the entry."),
     minutes: int = typer.Option(360, min=1, help="Signal lifetime in minutes."),
     shorts: bool = typer.Option(True, "--shorts/--no-shorts", help="Also trade short crossovers."),
-    start: str | None = typer.Option(None, help="Frame start, ISO-8601 (default: after warm-up)."),
-    end: str | None = typer.Option(None, help="Frame end, ISO-8601 (default: the last candle)."),
-    frame_interval: str = typer.Option("1m", help=f"Frame step: {', '.join(FRAME_INTERVALS)}."),
-    name: str = typer.Option("ma-crossover", help="Strategy name (and report file name)."),
+    start: StartOption = None,
+    end: EndOption = None,
+    frame_interval: FrameIntervalOption = "1m",
+    name: str | None = typer.Option(None, help="Strategy name (and report file name); default ma-crossover, or "
+                                               "the TARGET's name, such as my_strategy:get_signal."),
     out: Path = typer.Option(Path("./dump/backtest"), help="Directory (or .md file) for the report."),
-    html: bool = typer.Option(False, "--html", help="Also write the HTML report (chart, equity, trades)."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every reported error to stderr."),
+    html: HtmlOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
-    """Backtest the moving-average rule on your own 1m candles (a file, or a CandleStore offline)."""
+    """Backtest the moving-average rule, or your TARGET, on your own 1m candles (a file, or a
+    CandleStore offline)."""
     _check_choice(interval, STRATEGY_INTERVALS, "--interval")
     _check_choice(frame_interval, FRAME_INTERVALS, "--frame-interval")
     if tp <= 0 or sl <= 0:
         raise typer.BadParameter("--tp and --sl must be > 0", param_hint="--tp/--sl")
     if fast >= slow:
         raise typer.BadParameter(f"--fast ({fast}) must be smaller than --slow ({slow})", param_hint="--fast")
-    if (candles is None) == (store is None):
-        raise typer.BadParameter("give either --candles FILE or --store DIR --exchange ID", param_hint="--candles")
-    warmup = max(slow + 1, bk.get_config()["CC_AVG_PRICE_CANDLES_COUNT"])
-    get_signal = _strategy(target, param, rule_strategy(fast, slow, tp, sl, minutes, shorts=shorts))
-    if store is not None:
-        if exchange is None:
-            raise typer.BadParameter("--store needs --exchange (the name the candles are stored under)",
-                                     param_hint="--exchange")
-        stored, first, last, register = offline_exchange(store, exchange, symbol)
-        start_ms, end_ms = span_bounds(first, last, parse_date(start, "--start"), parse_date(end, "--end"), warmup)
-        run_and_print(RunSpec(stored, np.empty((0, 6)), start_ms, end_ms, frame_interval, interval, get_signal,
-                              name, str(out), register, html=html), verbose)
-        return
-    assert candles is not None
-    try:
-        data = load_candles(candles)
-    except CandleFileError as e:
-        raise typer.BadParameter(str(e), param_hint="--candles") from None
-    start_ms, end_ms = frame_bounds(data, parse_date(start, "--start"), parse_date(end, "--end"), warmup)
-    run_and_print(RunSpec(
-        symbol, data, start_ms, end_ms, frame_interval, interval, get_signal, name, str(out), html=html), verbose)
+    source = candle_source(candles, store, exchange, symbol, start, end, _warmup(slow))
+    get_signal = _strategy(target, param or [], rule_strategy(fast, slow, tp, sl, minutes, shorts=shorts))
+    name = name or _default_name(target)
+    run_and_print(RunSpec(source, frame_interval, interval, get_signal, name, str(out), html=html), verbose)
+
+
+@app.command()
+def walker(
+    targets: list[str] | None = typer.Argument(
+        None, metavar="TARGET",
+        help="Strategies to compare, each FILE.py:NAME or MODULE:NAME and named after it (such as "
+             "my_strategy:get_signal). Default: the moving-average rule with fast 10 and fast 20 (slow 50)."),
+    param: list[str] | None = typer.Option(
+        None, "--param",
+        help="name=value passed to every TARGET (each a factory); N.name=value to the N-th TARGET only "
+             "(from 1), which then shows it in its name: walker f.py:make f.py:make --param 2.fast=20."),
+    candles: CandlesOption = None,
+    store: StoreOption = None,
+    exchange: ExchangeOption = None,
+    symbol: SymbolOption = None,
+    interval: IntervalOption = "5m",
+    metric: str = typer.Option("sharpe_ratio", help=f"Rank by this statistic, highest first: "
+                                                    f"{', '.join(WALKER_METRICS)}."),
+    start: StartOption = None,
+    end: EndOption = None,
+    frame_interval: FrameIntervalOption = "1m",
+    name: str = typer.Option("walker", help="Walker name (and report file name)."),
+    out: Path = typer.Option(Path("./dump/walker"), help="Directory (or .md file) for the report."),
+    html: HtmlOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Backtest several strategies on the same candles and rank them by a metric (bk.Walker)."""
+    _check_choice(interval, STRATEGY_INTERVALS, "--interval")
+    _check_choice(frame_interval, FRAME_INTERVALS, "--frame-interval")
+    _check_choice(metric, WALKER_METRICS, "--metric")
+    source = candle_source(candles, store, exchange, symbol, start, end, _warmup(max(s for _, s in DEFAULT_WALK)))
+    if targets:
+        try:
+            strategies = strategies_from(targets, param or [])
+        except bk.ValidationError as e:
+            raise typer.BadParameter(str(e), param_hint=_hint(e)) from None
+    elif param:
+        raise typer.BadParameter("--param needs a TARGET strategy", param_hint="--param")
+    else:
+        # backtest's defaults for the rest: TP 1 %, SL 0.6 %, 360 minutes, shorts too
+        strategies = [(f"ma-{fast}-{slow}", rule_strategy(fast, slow, 1.0, 0.6, 360)) for fast, slow in DEFAULT_WALK]
+    walk_and_print(WalkSpec(source, frame_interval, interval, strategies, metric, name, str(out), html), verbose)
+
+
+# ---------------------------------------------------------------- paper trading
 
 
 async def _run_paper(symbol: str, data: np.ndarray, start_ms: int, end_ms: int, interval: str,
@@ -291,18 +558,6 @@ async def _run_paper(symbol: str, data: np.ndarray, start_ms: int, end_ms: int, 
     return stats, await bk.Live.dump(symbol, name, path=out)
 
 
-def _strategy(target: str | None, param: list[str], default: GetSignal) -> GetSignal:
-    """The TARGET's get_signal (a factory is called with the --param values), or the default rule."""
-    if target is None:
-        if param:
-            raise typer.BadParameter("--param needs a TARGET strategy", param_hint="--param")
-        return default
-    try:
-        return strategy_from(target, param)
-    except bk.ValidationError as e:
-        raise typer.BadParameter(str(e), param_hint="TARGET") from None
-
-
 def _move_state_aside(state: Path, console: Console) -> None:
     """--fresh: keep the old state (it may hold an open position) under a dated name."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
@@ -315,27 +570,27 @@ def _move_state_aside(state: Path, console: Console) -> None:
 
 @app.command()
 def live(
-    target: str | None = typer.Argument(None, help="Your strategy: FILE.py:get_signal or MODULE:NAME "
-                                                    "(default: the moving-average rule)."),
-    param: list[str] = typer.Option([], "--param", help="name=value passed to TARGET when it is a factory."),
+    target: str | None = typer.Argument(None, help=TARGET_HELP),
+    param: ParamOption = None,
     paper: bool = typer.Option(False, "--paper", help="Paper-trade: replay candles on a virtual clock."),
     candles: Path | None = typer.Option(None, exists=True, dir_okay=False, readable=True,
-                                           help="1m candles to replay (default: the bundled demo data)."),
+                                        help="1m candles to replay (default: the bundled demo data)."),
     symbol: str = typer.Option("BTCUSDT", help="Symbol name."),
-    interval: str = typer.Option("5m", help=f"Strategy interval: {', '.join(STRATEGY_INTERVALS)}."),
+    interval: IntervalOption = "5m",
     fast: int = typer.Option(10, min=1), slow: int = typer.Option(50, min=2),
     tp: float = typer.Option(1.0), sl: float = typer.Option(0.6), minutes: int = typer.Option(360, min=1),
     shorts: bool = typer.Option(True, "--shorts/--no-shorts"),
     start: str | None = typer.Option(None, help="Replay start, ISO-8601 (default: after warm-up)."),
     end: str | None = typer.Option(None, help="Replay end, ISO-8601 (default: the last candle)."),
     state: Path = typer.Option(Path("./dump/data"), help="Directory (file backend) or .sqlite file for state."),
-    name: str = typer.Option("ma-crossover", help="Strategy name."),
+    name: str | None = typer.Option(None, help="Strategy name (and report file name); default ma-crossover, or "
+                                               "the TARGET's name, such as my_strategy:get_signal."),
     out: Path = typer.Option(Path("./dump/live"), help="Directory (or .md file) for the report."),
     fresh: bool = typer.Option(False, "--fresh", help="Start a new state: the old one is moved aside, not deleted."),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: VerboseOption = False,
 ) -> None:
-    """Run the moving-average rule live. Only --paper is available from the command line: real
-    trading needs your own exchange adapter registered with bk.add_exchange (see README)."""
+    """Run the moving-average rule, or your TARGET, live. Only --paper is available from the command
+    line: real trading needs your own exchange adapter registered with bk.add_exchange (see README)."""
     if not paper:
         raise typer.BadParameter("only --paper trading is available from the CLI; for a real exchange "
                                  "register it in Python and call bk.Live.run", param_hint="--paper")
@@ -344,11 +599,11 @@ def live(
         data = load_candles(candles) if candles else demo_candles()
     except CandleFileError as e:
         raise typer.BadParameter(str(e), param_hint="--candles") from None
-    warmup = max(slow + 1, bk.get_config()["CC_AVG_PRICE_CANDLES_COUNT"])
-    start_ms, end_ms = frame_bounds(data, parse_date(start, "--start"), parse_date(end, "--end"), warmup)
+    start_ms, end_ms = frame_bounds(data, parse_date(start, "--start"), parse_date(end, "--end"), _warmup(slow))
     if fresh:
         _move_state_aside(state, Console())
     backend = bk.SqliteBackend(state) if state.suffix in (".sqlite", ".db") else bk.FileBackend(state)
+    param = param or []
     # What this paper run is: a state saved by another file or other parameters is refused.
     fingerprint: dict[str, object] = {
         "candles": {"file": str(candles.resolve()) if candles else "bundled demo data", "rows": len(data),
@@ -358,6 +613,7 @@ def live(
                    "minutes": minutes, "shorts": shorts},
         "strategy": {"target": target, "param": list(param)}}
     get_signal = _strategy(target, param, rule_strategy(fast, slow, tp, sl, minutes, shorts=shorts))
+    name = name or _default_name(target)
     _set_verbose(verbose)
     console = Console()
     started = time.perf_counter()
