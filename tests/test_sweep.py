@@ -296,3 +296,15 @@ def ray_local():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+def test_drawdown_metrics_are_minimised():
+    data = _sweep(metric="max_drawdown_pct")
+    values = [t.metric_value for t in data.trials]
+    assert len(set(values)) == 4 and values == sorted(values)  # the smallest drawdown first
+    assert data.best.metric_value == min(values) > 0
+    report = asyncio.run(bk.Sweep.get_report("BTCUSDT", "sw"))
+    assert "max_drawdown_pct (minimised)" in report
+    bk.reset()
+    optuna = _sweep(search="optuna", trials=8, metric="max_drawdown_pct", space={"fast": (3, 12), "slow": [30, 60]})
+    assert optuna.best.metric_value == min(t.metric_value for t in optuna.trials)

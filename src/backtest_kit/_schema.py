@@ -421,6 +421,9 @@ class WalkerSchema:
 
 
 EXECUTORS = ("sequential", "process", "ray")
+# Sweeps minimise these (a smaller drawdown, spread or error count is better) and maximise the rest.
+LOWER_IS_BETTER = frozenset({"max_drawdown", "max_drawdown_pct", "max_drawdown_duration_days", "std_dev",
+                             "volatility_ann_pct", "error_count", "ambiguous_exit_count", "loss_count"})
 SEARCHES = ("grid", "optuna")
 _DURATION_UNITS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from .. import _registry as registry
 from .._engine.runs import Run
@@ -15,7 +15,7 @@ from .._hub import hub
 from .._report.backtest import headline
 from .._report.html import comparison_page, equity_curve_of, sweep_heatmap
 from .._report.sweep import render_sweep_report
-from .._schema import SweepSchema
+from .._schema import LOWER_IS_BETTER, SweepSchema
 from .._space import distributions, grid, label
 from ..errors import BacktestKitError
 from ..events import DoneEvent, SweepProgress, SweepStatistics, SweepTrial
@@ -33,9 +33,14 @@ def metric_of(stats: BacktestStatistics | None, metric: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-def rank(trials: Sequence[SweepTrial]) -> list[SweepTrial]:
-    """Best metric first; undefined metrics last; ties by trial number."""
-    return sorted(trials, key=lambda t: (t.metric_value is None, -(t.metric_value or 0.0), t.number))
+def score(metric: str, value: float | None) -> float | None:
+    """Higher is better: the metric, or its negative for drawdowns, spreads and error counts."""
+    return None if value is None else (-value if metric in LOWER_IS_BETTER else value)
+
+
+def rank(trials: Sequence[SweepTrial], metric: str) -> list[SweepTrial]:
+    """Best metric first (see score); undefined metrics last; ties by trial number."""
+    return sorted(trials, key=lambda t: (t.metric_value is None, -(score(metric, t.metric_value) or 0.0), t.number))
 
 
 def _trial(outcome: TrialOutcome, metric: str) -> SweepTrial:
@@ -46,7 +51,8 @@ def _trial(outcome: TrialOutcome, metric: str) -> SweepTrial:
 class Trials:
     """Every trial of one sweep (or one walk-forward window) as it runs: the ranking and the runs."""
 
-    def __init__(self) -> None:
+    def __init__(self, metric: str) -> None:
+        self.metric = metric
         self.all: list[SweepTrial] = []
         self.runs: dict[int, Run] = {}
         self.best: SweepTrial | None = None
@@ -55,10 +61,15 @@ class Trials:
         self.all.append(trial)
         if run is not None:
             self.runs[trial.number] = run
-        if trial.metric_value is not None and (
-                self.best is None or self.best.metric_value is None or trial.metric_value > self.best.metric_value
-                or (trial.metric_value == self.best.metric_value and trial.number < self.best.number)):
+        best = self.best
+        new = score(self.metric, trial.metric_value)
+        old = score(self.metric, best.metric_value) if best is not None else None
+        if new is not None and (best is None or old is None or new > old
+                                or (new == old and trial.number < best.number)):
             self.best = trial
+
+    def ranked(self) -> list[SweepTrial]:
+        return rank(self.all, self.metric)
 
 
 async def run_trials(schema: SweepSchema, symbol: str, ex: Executor, stopped: Callable[[], bool], trials: Trials,
@@ -118,7 +129,8 @@ async def _optuna_trials(schema: SweepSchema, base: dict[str, Any], ex: Executor
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial would drown the progress bar
     storage = _storage(schema.storage) if schema.storage else None
-    study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", load_if_exists=True,
+    direction: Literal["minimize", "maximize"] = "minimize" if schema.metric in LOWER_IS_BETTER else "maximize"
+    study = optuna.create_study(study_name=study_name, storage=storage, direction=direction, load_if_exists=True,
                                 sampler=optuna.samplers.TPESampler(seed=OPTUNA_SEED))
     finished = [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.FAIL)]
     for ft in finished:
@@ -184,7 +196,7 @@ class SweepUtils(Facade[SweepInstance]):
 
     async def _sweep(self, inst: SweepInstance, symbol: str, schema: SweepSchema) -> AsyncIterator[SweepProgress]:
         total = len(grid(schema.space)) if schema.search == "grid" else int(schema.trials or 0)
-        trials = Trials()
+        trials = Trials(schema.metric)
         inst.runs = trials.runs
         inst.data = SweepStatistics(schema.sweep_name, symbol, schema.metric, None, [])
         ex = executor(schema.executor)
@@ -192,7 +204,7 @@ class SweepUtils(Facade[SweepInstance]):
         try:
             async for trial in run_trials(schema, symbol, ex, lambda: inst.stopped, trials):
                 best = trials.best
-                inst.data = SweepStatistics(schema.sweep_name, symbol, schema.metric, best, rank(trials.all))
+                inst.data = SweepStatistics(schema.sweep_name, symbol, schema.metric, best, trials.ranked())
                 progress = SweepProgress(schema.sweep_name, symbol, schema.exchange_name, schema.frame_name,
                                          schema.metric, trial, len(trials.all), total,
                                          best.params if best else None, best.metric_value if best else None)
@@ -200,7 +212,7 @@ class SweepUtils(Facade[SweepInstance]):
                 yield progress
         finally:
             await ex.close()
-            inst.data = SweepStatistics(schema.sweep_name, symbol, schema.metric, trials.best, rank(trials.all))
+            inst.data = SweepStatistics(schema.sweep_name, symbol, schema.metric, trials.best, trials.ranked())
 
     async def stop(self, symbol: str, sweep_name: str) -> None:
         """No new trials; the running ones finish (sequential: the running trial opens no new signal)."""

@@ -134,7 +134,7 @@ class WalkForwardUtils(Facade[WalkInstance]):
                       sweep: SweepSchema, k: int, bounds: tuple[int, int, int, int]) -> tuple[WalkForwardWindow,
                                                                                             Run | None]:
         train_start, train_end, test_start, test_end = bounds
-        trials = Trials()
+        trials = Trials(sweep.metric)
         study = f"{sweep.sweep_name}:{symbol}:{walk.walk_name}:{k}"
         async for _ in run_trials(sweep, symbol, ex, lambda: inst.stopped, trials, (train_start, train_end - 1),
                                   study, f"WalkForward {walk.walk_name}"):

@@ -4,6 +4,7 @@ in-sample and out-of-sample metrics, the stitched out-of-sample statistics, over
 from __future__ import annotations
 
 from .._engine.stats import BacktestStatistics
+from .._schema import LOWER_IS_BETTER
 from ..events import SweepStatistics, SweepTrial, WalkForwardStatistics, WalkForwardWindow
 from .backtest import equity_lines, fmt_value, summary_lines
 from .table import Column, fmt_num, fmt_pct, fmt_time, render_table
@@ -41,9 +42,10 @@ def sweep_columns() -> list[Column]:
 
 async def render_sweep_report(data: SweepStatistics) -> str:
     failed = data.failed
+    direction = "minimised" if data.metric in LOWER_IS_BETTER else "maximised"
     parts = [
         f"# Sweep Report: {data.sweep_name}",
-        f"**Symbol:** {data.symbol}  \n**Metric:** {data.metric} (maximised)  \n**Trials:** {len(data.trials)}"
+        f"**Symbol:** {data.symbol}  \n**Metric:** {data.metric} ({direction})  \n**Trials:** {len(data.trials)}"
         f"  \n**Failed trials:** {len(failed)}",
         f"## Best: {_params(data.best.params) if data.best else 'none'}",
         f"**Best {data.metric}:** {fmt_num(data.best.metric_value if data.best else None, 4)}",
