@@ -104,9 +104,14 @@ def _number(text: str) -> int | float | str:
     return text
 
 
-def parse_space(items: Sequence[str]) -> dict[str, list[Any]]:
-    """`name=a:b:step` (inclusive), `name=v1,v2,...` or `name=value`, as on the command line."""
-    space: dict[str, list[Any]] = {}
+def parse_space(items: Sequence[str], search: str = "grid") -> dict[str, Any]:
+    """`name=a:b:step` (inclusive), `name=v1,v2,...` or `name=value`, as on the command line. For an
+    Optuna search `a:b` is the range (low, high) and `a:b:step` of ints a stepped range.
+
+    >>> parse_space(["fast=5:30", "slow=50:100:10", "mode=a,b"], search="optuna")
+    {'fast': (5, 30), 'slow': range(50, 101, 10), 'mode': ['a', 'b']}
+    """
+    space: dict[str, Any] = {}
     for item in items:
         name, sep, text = item.partition("=")
         name = name.strip()
@@ -120,6 +125,12 @@ def parse_space(items: Sequence[str]) -> dict[str, list[Any]]:
             step = parts[2] if len(parts) == 3 else 1
             if not isinstance(step, (int, float)) or step <= 0 or stop < start:  # type: ignore[operator]
                 raise ValidationError(f"--space {item!r}: needs start <= stop and a positive step")
+            if search == "optuna" and len(parts) == 2:
+                space[name] = (start, stop)
+                continue
+            if search == "optuna" and all(isinstance(p, int) for p in parts):
+                space[name] = range(int(start), int(stop) + 1, int(step))
+                continue
             count = int(math.floor((stop - start) / step + 1e-9)) + 1  # type: ignore[operator]
             values = [start + k * step for k in range(count)]  # type: ignore[operator]
             space[name] = [round(v, 12) if isinstance(v, float) else v for v in values]

@@ -35,8 +35,10 @@ import backtest_kit as bk
 from ._cli_data import data_app, offline_exchange
 from ._files import COLUMNS, CandleFileError, demo_candles, load_candles
 from ._report.backtest import fmt_value, headline
-from ._schema import WALKER_METRICS
-from ._target import strategies_from, strategy_from, target_name
+from ._schema import EXECUTORS, WALKER_METRICS
+from ._space import label as params_label
+from ._space import parse_space
+from ._target import load_target, make_strategy, parse_params, strategies_from, strategy_from, target_name
 from ._time import FRAME_INTERVALS, MINUTE_MS, STRATEGY_INTERVALS, interval_ms, iso, to_ms
 from .demo import ArrayExchange, GetSignal, rule_strategy
 
@@ -72,6 +74,8 @@ StartOption = Annotated[str | None, typer.Option(help="Frame start, ISO-8601 (de
 EndOption = Annotated[str | None, typer.Option(help="Frame end, ISO-8601 (default: the last candle).")]
 FrameIntervalOption = Annotated[str, typer.Option(help=f"Frame step: {', '.join(FRAME_INTERVALS)}.")]
 HtmlOption = Annotated[bool, typer.Option("--html", help="Also write the HTML report beside the markdown one.")]
+ExecutorOption = Annotated[str, typer.Option(
+    help="Where trials run: sequential, process (every core) or ray (a local Ray, or RAY_ADDRESS).")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log every reported error to stderr.")]
 
 
@@ -244,10 +248,10 @@ async def _dump_reports(dump: Callable[[str, str], Awaitable[str]], out: str, ht
 
 
 def _print_footer(console: Console, source: Source, frame_interval: str, seconds: float,
-                  errors: list[BaseException], paths: list[str], runs: int = 1) -> None:
+                  errors: list[BaseException], paths: list[str], runs: int = 1, noun: str = "strategies") -> None:
     """The frames run and the time taken, the reported errors, the report paths."""
     frames = (source.end_ms - source.start_ms) // interval_ms(frame_interval) + 1
-    times = f" x {runs} strategies" if runs > 1 else ""
+    times = f" x {runs} {noun}" if runs > 1 else ""
     console.print(f"{iso(source.start_ms)[:16]} .. {iso(source.end_ms)[:16]}: {frames:,} "
                   f"{frame_interval} frames{times} in {seconds:.2f} s", highlight=False)
     if errors:
@@ -333,6 +337,7 @@ class WalkSpec:
     walker_name: str
     out: str
     html: bool = False
+    executor: str = "sequential"
 
 
 async def _run_walker(spec: WalkSpec, update: Update, on_error: OnError
@@ -351,7 +356,8 @@ async def _run_walker(spec: WalkSpec, update: Update, on_error: OnError
         failed.setdefault(name, error)
 
     bk.add_walker(walker_name=walker_name, exchange_name=exchange_name, frame_name=frame_name,
-                  strategies=names, metric=spec.metric, callbacks={"on_strategy_error": on_strategy_error})
+                  strategies=names, metric=spec.metric, callbacks={"on_strategy_error": on_strategy_error},
+                  executor=spec.executor)
 
     def on_progress(e: bk.ProgressEvent) -> None:  # one bar over the strategies, filled frame by frame
         if e.strategy_name in names:
@@ -518,6 +524,7 @@ def walker(
     name: str = typer.Option("walker", help="Walker name (and report file name)."),
     out: Path = typer.Option(Path("./dump/walker"), help="Directory (or .md file) for the report."),
     html: HtmlOption = False,
+    executor: ExecutorOption = "sequential",
     verbose: VerboseOption = False,
 ) -> None:
     """Backtest several strategies on the same candles and rank them by a metric (bk.Walker)."""
@@ -535,7 +542,267 @@ def walker(
     else:
         # backtest's defaults for the rest: TP 1 %, SL 0.6 %, 360 minutes, shorts too
         strategies = [(f"ma-{fast}-{slow}", rule_strategy(fast, slow, 1.0, 0.6, 360)) for fast, slow in DEFAULT_WALK]
-    walk_and_print(WalkSpec(source, frame_interval, interval, strategies, metric, name, str(out), html), verbose)
+    _check_choice(executor, EXECUTORS, "--executor")
+    walk_and_print(WalkSpec(source, frame_interval, interval, strategies, metric, name, str(out), html, executor),
+                   verbose)
+
+
+# ---------------------------------------------------------------- sweeps and walk-forward
+
+
+SpaceOption = Annotated[list[str] | None, typer.Option(
+    "--space", help="name=start:stop:step (inclusive) or name=v1,v2,... (repeatable); with --optuna, "
+                    "name=low:high is a range.")]
+DEFAULT_SPACE = ["fast=5:20:5", "slow=40,60"]  # the moving-average rule's, with no TARGET
+
+
+def _default_factory(fast: int = 10, slow: int = 50) -> GetSignal:
+    """The moving-average rule at (fast, slow), TP/SL from the price each trade opens at."""
+    return rule_strategy(fast, slow, 1.0, 0.6, 360, shorts=True, anchor="price")
+
+
+def _factory(target: str | None, param: list[str]) -> Callable[..., GetSignal]:
+    """TARGET as a factory called with --param values and each trial's parameters; or the rule."""
+    if target is None:
+        if param:
+            raise typer.BadParameter("--param needs a TARGET strategy", param_hint="--param")
+        return _default_factory
+    try:
+        fn = load_target(target)
+        fixed = parse_params(param)
+    except bk.ValidationError as e:
+        raise typer.BadParameter(str(e), param_hint=_hint(e)) from None
+
+    def factory(**params: Any) -> GetSignal:
+        return make_strategy(target, fn, {**fixed, **params})
+
+    return factory
+
+
+@dataclass(slots=True)
+class SweepSpec:
+    """Everything one CLI sweep or walk-forward needs."""
+
+    source: Source
+    frame_interval: str
+    strategy_interval: str
+    factory: Callable[..., GetSignal]
+    space: dict[str, Any]
+    metric: str
+    executor: str
+    trials: int | None
+    storage: str | None
+    name: str
+    out: str
+    html: bool = False
+    walk: dict[str, Any] | None = None  # train, test, step, anchored of a walk-forward
+
+
+def _register_sweep(spec: SweepSpec) -> str:
+    exchange_name = spec.source.add_exchange()
+    frame_name = spec.source.add_frame(spec.frame_interval)
+    bk.add_sweep(spec.name, spec.factory, spec.space, exchange_name=exchange_name, frame_name=frame_name,
+                 interval=spec.strategy_interval, metric=spec.metric,
+                 search="optuna" if spec.trials else "grid", trials=spec.trials, storage=spec.storage,
+                 executor=spec.executor)
+    return spec.name
+
+
+async def _run_sweep(spec: SweepSpec, update: Update, on_error: OnError) -> tuple[bk.SweepStatistics, list[str]]:
+    symbol = spec.source.symbol
+    _register_sweep(spec)
+    unsubscribe = bk.listen_error(on_error)
+    try:
+        async for p in bk.Sweep.run(symbol, sweep_name=spec.name):
+            best = "" if p.best_params is None else \
+                f" best {spec.metric} {fmt_value(p.best_metric, '.4f')} at {params_label(p.best_params)}"
+            update(total=p.total_trials, completed=p.trials_done, description=f"{spec.name}{best}")
+    finally:
+        unsubscribe()
+    data = await bk.Sweep.get_data(symbol, spec.name)
+    paths = await _dump_reports(lambda path, fmt: bk.Sweep.dump(symbol, spec.name, path=path, format=fmt),
+                                spec.out, spec.html)
+    return data, paths
+
+
+def trials_table(data: bk.SweepStatistics, top: int = 15) -> Table:
+    table = Table(title=f"Sweep {escape(data.sweep_name)} on {escape(data.symbol)}: {len(data.trials)} trials "
+                        f"by {data.metric}")
+    table.add_column("#", justify="right")
+    table.add_column("Parameters")
+    for name in (data.metric, "Trades", "Return", "Max drawdown", "Sharpe (daily)"):
+        table.add_column(name, justify="right")
+    for rank, t in enumerate(data.trials[:top], start=1):
+        s = t.stats
+        table.add_row(str(rank), escape(params_label(t.params)),
+                      "failed" if t.error else fmt_value(t.metric_value, ".4f"), str(s.total_signals),
+                      fmt_value(s.total_return_pct, "+.2f", "%"), fmt_value(s.max_drawdown_pct, ".2f", "%"),
+                      fmt_value(s.sharpe, ".3f"))
+    return table
+
+
+def _sweep_spec(target: str | None, param: list[str] | None, space: list[str] | None, candles: Path | None,
+                store: Path | None, exchange: str | None, symbol: str | None, interval: str, metric: str,
+                executor: str, optuna: bool, trials: int | None, storage: str | None, start: str | None,
+                end: str | None, frame_interval: str, name: str, out: Path, html: bool) -> SweepSpec:
+    _check_choice(interval, STRATEGY_INTERVALS, "--interval")
+    _check_choice(frame_interval, FRAME_INTERVALS, "--frame-interval")
+    _check_choice(metric, WALKER_METRICS, "--metric")
+    _check_choice(executor, EXECUTORS, "--executor")
+    if not optuna and (trials is not None or storage is not None):
+        raise typer.BadParameter("--trials and --storage go with --optuna", param_hint="--optuna")
+    if optuna and trials is None:
+        raise typer.BadParameter("--optuna needs --trials N", param_hint="--trials")
+    if target is not None and not space:
+        raise typer.BadParameter("a TARGET factory needs --space name=values (one per parameter)",
+                                 param_hint="--space")
+    try:
+        parsed = parse_space(space or DEFAULT_SPACE, "optuna" if optuna else "grid")
+    except bk.ValidationError as e:
+        raise typer.BadParameter(str(e), param_hint="--space") from None
+    slow = max([v for v in (parsed.get("slow") or []) if isinstance(v, int)] or [60]) if target is None else 60
+    source = candle_source(candles, store, exchange, symbol, start, end, _warmup(slow))
+    return SweepSpec(source, frame_interval, interval, _factory(target, param or []), parsed, metric, executor,
+                     trials if optuna else None, storage, name, str(out), html)
+
+
+def _sweep_error(e: bk.ValidationError) -> typer.BadParameter:
+    text = str(e)
+    hint = next((f"--{k}" for k in ("space", "trials", "storage", "executor", "metric") if f"'{k}'" in text
+                 or "space[" in text and k == "space"), "--space")
+    return typer.BadParameter(text, param_hint=hint)
+
+
+@app.command()
+def sweep(
+    target: str | None = typer.Argument(None, help="A factory FILE.py:make or MODULE:make; make(**params) returns a "
+                                                   "get_signal. Default: the moving-average rule (fast, slow)."),
+    space: SpaceOption = None,
+    param: ParamOption = None,
+    candles: CandlesOption = None,
+    store: StoreOption = None,
+    exchange: ExchangeOption = None,
+    symbol: SymbolOption = None,
+    interval: IntervalOption = "5m",
+    metric: str = typer.Option("sharpe_ratio", help=f"Rank by this statistic: {', '.join(WALKER_METRICS)} "
+                                                    "(drawdowns, spreads and error counts: lowest first)."),
+    executor: ExecutorOption = "sequential",
+    optuna: bool = typer.Option(False, "--optuna", help="Search with Optuna (TPE) instead of the whole grid."),
+    trials: int | None = typer.Option(None, min=1, help="With --optuna: trials in the study."),
+    storage: str | None = typer.Option(None, help="With --optuna: a journal file or an Optuna storage URL; "
+                                                  "a study there resumes without redoing finished trials."),
+    start: StartOption = None,
+    end: EndOption = None,
+    frame_interval: FrameIntervalOption = "1m",
+    name: str = typer.Option("sweep", help="Sweep name (and report file name)."),
+    out: Path = typer.Option(Path("./dump/sweep"), help="Directory (or .md file) for the report."),
+    html: HtmlOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Backtest a strategy factory at every point of a parameter grid (or an Optuna study) and rank them."""
+    spec = _sweep_spec(target, param, space, candles, store, exchange, symbol, interval, metric, executor, optuna,
+                       trials, storage, start, end, frame_interval, name, out, html)
+    _set_verbose(verbose)
+    console = Console()
+    try:
+        (data, paths), errors, seconds = _execute(console, spec.name,
+                                                  lambda update, on_error: _run_sweep(spec, update, on_error))
+    except bk.ValidationError as e:
+        raise _sweep_error(e) from None
+    console.print(trials_table(data))
+    if data.best is not None:
+        console.print(f"Best by {data.metric}: {escape(params_label(data.best.params))} "
+                      f"({fmt_value(data.best.metric_value, '.4f')})", highlight=False)
+    _print_footer(console, spec.source, spec.frame_interval, seconds, errors, paths, len(data.trials), "trials")
+    for t in data.failed:
+        last = t.error.strip().splitlines()[-1] if t.error and t.error.strip() else "failed"
+        console.print(f"[red]Trial {t.number} ({escape(params_label(t.params))}) failed:[/red] {escape(last)}",
+                      highlight=False)
+    if data.failed:
+        raise typer.Exit(1)
+
+
+async def _run_walk(spec: SweepSpec, update: Update, on_error: OnError
+                    ) -> tuple[bk.WalkForwardStatistics, list[str]]:
+    symbol = spec.source.symbol
+    _register_sweep(spec)
+    assert spec.walk is not None
+    bk.add_walk_forward(spec.name, spec.name, **spec.walk)
+    unsubscribe = bk.listen_error(on_error)
+    try:
+        async for p in bk.WalkForward.run(symbol, walk_name=spec.name):
+            update(total=p.total_windows, completed=p.windows_done,
+                   description=f"{spec.name} window {p.windows_done}: {params_label(p.window.params or {})}")
+    finally:
+        unsubscribe()
+    data = await bk.WalkForward.get_data(symbol, spec.name)
+    paths = await _dump_reports(lambda path, fmt: bk.WalkForward.dump(symbol, spec.name, path=path, format=fmt),
+                                spec.out, spec.html)
+    return data, paths
+
+
+def windows_table(data: bk.WalkForwardStatistics) -> Table:
+    table = Table(title=f"Walk-forward {escape(data.walk_name)} on {escape(data.symbol)} by {data.metric}")
+    for name in ("#", "Train", "Test", "Parameters", "In-sample", "Out-of-sample", "OOS median"):
+        table.add_column(name, justify="left" if name in ("Train", "Test", "Parameters") else "right")
+    for w in data.windows:
+        table.add_row(str(w.index + 1), f"{iso(w.train_start)[:10]} .. {iso(w.train_end - 1)[:10]}",
+                      f"{iso(w.test_start)[:10]} .. {iso(w.test_end - 1)[:10]}", escape(params_label(w.params or {})),
+                      fmt_value(w.in_sample_metric, ".4f"), fmt_value(w.out_of_sample_metric, ".4f"),
+                      fmt_value(w.out_of_sample_median, ".4f"))
+    return table
+
+
+@app.command("walk-forward")
+def walk_forward(
+    target: str | None = typer.Argument(None, help="A factory FILE.py:make or MODULE:make (as for sweep)."),
+    train: str = typer.Option(..., help="Train window, such as 90d, 12h, 4w."),
+    test: str = typer.Option(..., help="Test window that follows each train window, such as 30d."),
+    step: str | None = typer.Option(None, help="How far windows move (default: --test)."),
+    anchored: bool = typer.Option(False, "--anchored", help="Every train window starts at the frame's start."),
+    space: SpaceOption = None,
+    param: ParamOption = None,
+    candles: CandlesOption = None,
+    store: StoreOption = None,
+    exchange: ExchangeOption = None,
+    symbol: SymbolOption = None,
+    interval: IntervalOption = "5m",
+    metric: str = typer.Option("sharpe_ratio", help="Optimise this statistic in each train window."),
+    executor: ExecutorOption = "sequential",
+    optuna: bool = typer.Option(False, "--optuna", help="Search each train window with Optuna."),
+    trials: int | None = typer.Option(None, min=1, help="With --optuna: trials per window."),
+    storage: str | None = typer.Option(None, help="With --optuna: a journal file or Optuna storage URL."),
+    start: StartOption = None,
+    end: EndOption = None,
+    frame_interval: FrameIntervalOption = "1m",
+    name: str = typer.Option("walk", help="Walk-forward name (and report file name)."),
+    out: Path = typer.Option(Path("./dump/walk_forward"), help="Directory (or .md file) for the report."),
+    html: HtmlOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Optimise on each train window, trade the winner on the next test window, report out of sample."""
+    spec = _sweep_spec(target, param, space, candles, store, exchange, symbol, interval, metric, executor, optuna,
+                       trials, storage, start, end, frame_interval, name, out, html)
+    spec.walk = {"train": train, "test": test, "step": step, "anchored": anchored}
+    _set_verbose(verbose)
+    console = Console()
+    try:
+        (data, paths), errors, seconds = _execute(console, spec.name,
+                                                  lambda update, on_error: _run_walk(spec, update, on_error))
+    except bk.ValidationError as e:
+        text = str(e)
+        hint = next((f"--{k}" for k in ("train", "test", "step") if f"'{k}'" in text), "--train")
+        raise typer.BadParameter(text, param_hint=hint) from None
+    console.print(windows_table(data))
+    oos = data.out_of_sample
+    console.print(f"Out of sample: {oos.total_signals} trades, return {fmt_value(oos.total_return_pct, '+.2f', '%')}, "
+                  f"max drawdown {fmt_value(oos.max_drawdown_pct, '.2f', '%')}, sharpe {fmt_value(oos.sharpe, '.3f')}",
+                  highlight=False)
+    stability = ", ".join(f"{k} {v:.0%}" for k, v in data.param_stability.items()) or "N/A"
+    console.print(f"Overfitting signs: OOS/IS {fmt_value(data.efficiency, '.3f')}, winners below the OOS median "
+                  f"{'N/A' if data.below_median_share is None else f'{data.below_median_share:.0%}'}, "
+                  f"parameter stability {stability}", highlight=False)
+    _print_footer(console, spec.source, spec.frame_interval, seconds, errors, paths)
 
 
 # ---------------------------------------------------------------- paper trading

@@ -178,8 +178,9 @@ def _user_modules(value: Any, seen: set[int], out: set[str]) -> None:
     if callable(value) and hasattr(value, "__module__"):
         module = sys.modules.get(getattr(value, "__module__", "") or "")
         path = getattr(module, "__file__", None) or ""
-        if module is not None and module.__name__ not in ("__main__", "builtins") \
-                and not module.__name__.startswith("backtest_kit") and "-packages" not in path and path:
+        ours = module is not None and (module.__name__ == "backtest_kit" or module.__name__.startswith("backtest_kit."))
+        if module is not None and module.__name__ not in ("__main__", "builtins") and not ours \
+                and "-packages" not in path and path:
             out.add(module.__name__)
         for cell in getattr(value, "__closure__", None) or ():
             try:
