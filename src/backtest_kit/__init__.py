@@ -18,6 +18,7 @@ from ._execution.live import Live
 from ._execution.portfolio import Portfolio, PortfolioRow, PortfolioStatistics
 from ._execution.walker import Walker
 from ._logging import set_logger
+from ._lookahead import check_lookahead
 from ._persist import (
     FileBackend,
     PersistBackend,
@@ -59,6 +60,7 @@ from .events import (
     ClosedResult,
     DoneEvent,
     IdleResult,
+    LookaheadReport,
     OpenedResult,
     PartialEvent,
     PerformanceEvent,
@@ -126,6 +128,8 @@ __all__ = [
     "ActiveResult", "ClosedResult", "CancelledResult",
     # one call
     "backtest", "BacktestResult",
+    # vectorised strategies
+    "check_lookahead", "LookaheadReport",
     # execution
     "Backtest", "Live", "Walker", "Portfolio", "PortfolioStatistics", "PortfolioRow", "BackgroundRun",
     "InstanceStatus", "BacktestStatistics", "LiveStatistics",
