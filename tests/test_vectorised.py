@@ -367,3 +367,22 @@ def test_the_signal_payload_is_a_plain_signal():
         "position": "short", "price_take_profit": 98.0, "price_stop_loss": 102.0, "minute_estimated_time": 30,
         "price_open": None, "note": None, "id": None, "order_type": "limit"}
     assert type(seen[0].minute_estimated_time) is int and type(seen[0].price_take_profit) is float
+
+
+def test_a_portfolio_of_two_symbols_trades_as_its_get_signal_twin():
+    # One account, two symbols (the same candles under two names), each trade sized at 0.1 % risk
+    # of the equity: the sizes follow the account's equity the same way in both modes.
+    register(market(days=2), days=2)
+    bk.add_sizing(sizing_name="small", method="fixed-percentage", risk_percentage=0.1)
+    bk.add_strategy(strategy_name="event", interval="5m", get_signal=event_rule(), sizing_name="small")
+    bk.add_strategy(strategy_name="vector", interval="5m", get_signals=vector_rule(), sizing_name="small")
+
+    async def walk(name: str) -> list:
+        return [r async for r in bk.Portfolio.run(["BTCUSDT", "ETHUSDT"], strategies=name, exchange_name="ex",
+                                                  frame_name="fr")]
+
+    event = asyncio.run(walk("event"))
+    vector = asyncio.run(walk("vector"))
+    assert len(event) >= 4 and {r.symbol for r in event} == {"BTCUSDT", "ETHUSDT"}
+    assert [(r.symbol, r.signal.quantity, *t) for r, t in zip(vector, trades(vector))] == \
+        [(r.symbol, r.signal.quantity, *t) for r, t in zip(event, trades(event))]

@@ -66,7 +66,7 @@ def differences(full: Signals, part: dict[str, np.ndarray]) -> tuple[np.ndarray,
     for key in KEYS:
         a, b = full.columns[key][:m], part[key]
         if key == "order_type":
-            diff = np.asarray(a != b.astype(object), dtype=bool)
+            diff = np.asarray(a.astype(object) != b.astype(object), dtype=bool)
         else:
             a = a.astype(np.float64, copy=False)
             diff = ~((a == b) | (np.isnan(a) & np.isnan(b)))

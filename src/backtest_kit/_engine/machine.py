@@ -405,8 +405,11 @@ class Machine:
     # --- asking the strategy -----------------------------------------------------------
 
     def may_ask(self, when: int) -> bool:
-        """D16: one get_signal call per aligned interval bucket."""
-        return not self.stopped and when // self.interval_ms != self.last_bucket
+        """D16: one get_signal call per aligned interval bucket (and, for a prepared vectorised
+        strategy, only when the bar it would read holds a signal: the ask could find nothing else)."""
+        if self.stopped or when // self.interval_ms == self.last_bucket:
+            return False
+        return self.vector is None or self.vector.may_signal(when)
 
     async def prepare(self, start: int, end: int, frame_step: int) -> None:
         """Backtest over frames start..end every `frame_step` ms: a vectorised strategy computes

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from .._exchange import ExchangeClient
 from .._schema import StrategySchema
 from .._time import MINUTE_MS, iso
 from ..errors import ValidationError
-from ..events import Signal
+from ..events import OrderType, Signal
 
 REQUIRED = ("position", "price_take_profit", "price_stop_loss", "minute_estimated_time")
 OPTIONAL = ("price_open", "order_type")
@@ -60,7 +60,7 @@ class Signals:
         return Signal(position="long" if p > 0 else "short", price_take_profit=float(c["price_take_profit"][k]),
                       price_stop_loss=float(c["price_stop_loss"][k]),
                       minute_estimated_time=_minutes(float(c["minute_estimated_time"][k])),
-                      price_open=None if math.isnan(po) else po, order_type=c["order_type"][k])
+                      price_open=None if math.isnan(po) else po, order_type=cast(OrderType, str(c["order_type"][k])))
 
     def asks(self, start: int, end: int, frame_step: int, step: int) -> np.ndarray:
         """The frames of [start, end] (every `frame_step`) at which an idle strategy asked once
@@ -117,18 +117,19 @@ def columns(raw: Any, ts: np.ndarray, strategy_name: str) -> dict[str, np.ndarra
             arr = np.asarray(value)
         except (TypeError, ValueError) as e:
             raise ValidationError(f"{where}: key {key!r} is not an array ({e})") from None
+        if key in NUMERIC:
+            if arr.dtype.kind not in "biuf":
+                raise ValidationError(f"{where}: key {key!r} must be numeric, got dtype {arr.dtype}"
+                                      + (" (use NaN for market orders)" if key == "price_open" else ""))
+            # A copy: the engine's own, whatever the strategy does with its buffers afterwards.
+            arr = arr.astype(np.float64)
+        elif arr.dtype.kind not in "UO":
+            raise ValidationError(f"{where}: key 'order_type' must hold 'limit' or 'stop', got dtype {arr.dtype}")
         if arr.ndim == 0 and key != "position":
             arr = np.full(n, arr[()], dtype=arr.dtype)
         if arr.ndim != 1 or len(arr) != n:
             raise ValidationError(f"{where}: key {key!r} must hold one value per 1m candle ({n}), "
                                   f"got shape {arr.shape}")
-        if key in NUMERIC:
-            if arr.dtype.kind not in "biuf":
-                raise ValidationError(f"{where}: key {key!r} must be numeric, got dtype {arr.dtype}"
-                                      + (" (use NaN for market orders)" if key == "price_open" else ""))
-            arr = arr.astype(np.float64, copy=False)
-        elif arr.dtype.kind not in "UO":
-            raise ValidationError(f"{where}: key 'order_type' must hold 'limit' or 'stop', got dtype {arr.dtype}")
         out[key] = arr
     return out
 
@@ -138,29 +139,30 @@ def checked(cols: dict[str, np.ndarray], ts: np.ndarray, strategy_name: str) -> 
     and lifetime and an order type of 'limit' or 'stop' (the signal rules judge the rest)."""
     where = _where(strategy_name)
     pos = cols["position"]
-    bad = np.flatnonzero(~np.isin(pos, (-1.0, 0.0, 1.0)))
+    bad = np.flatnonzero((pos != 0) & (pos != 1) & (pos != -1))  # NaN too
     if len(bad):
         k = int(bad[0])
         raise ValidationError(f"{where}: key 'position' must be +1 (long), -1 (short) or 0 (none) at every bar, "
                               f"got {float(pos[k])!r} at {_bar(ts, k)} ({len(bad)} such bar(s))")
-    on = pos != 0
+    on = np.flatnonzero(pos)
     for key, rule in (("price_take_profit", "finite"), ("price_stop_loss", "finite"),
                       ("minute_estimated_time", "finite"), ("price_open", "finite or NaN (a market order)")):
-        arr = cols[key]
-        wrong = on & (~np.isfinite(arr) if key != "price_open" else np.isinf(arr))
-        if wrong.any():
-            k = int(np.argmax(wrong))
-            raise ValidationError(f"{where}: key {key!r} must be {rule} where position is not 0, got {float(arr[k])!r} "
-                                  f"at {_bar(ts, k)} ({int(wrong.sum())} such bar(s))")
+        arr = cols[key][on]
+        wrong = np.flatnonzero(~np.isfinite(arr) if key != "price_open" else np.isinf(arr))
+        if len(wrong):
+            k = int(on[wrong[0]])
+            raise ValidationError(f"{where}: key {key!r} must be {rule} where position is not 0, got "
+                                  f"{float(cols[key][k])!r} at {_bar(ts, k)} ({len(wrong)} such bar(s))")
     kinds = cols["order_type"]
-    wrong = on & ~((kinds == "limit") | (kinds == "stop"))
-    if wrong.any():
-        k = int(np.argmax(wrong))
+    used = kinds[on]
+    wrong = np.flatnonzero(~((used == "limit") | (used == "stop")))
+    if len(wrong):
+        k = int(on[wrong[0]])
         raise ValidationError(f"{where}: key 'order_type' must be 'limit' or 'stop' where position is not 0, "
                               f"got {kinds[k]!r} at {_bar(ts, k)}")
     out = dict(cols)
     out["position"] = pos.astype(np.int8)
-    out["order_type"] = kinds.astype(object)
+    out["order_type"] = kinds.copy()
     return Signals(ts, out)
 
 
@@ -225,6 +227,14 @@ class VectorSource:
             c = await self.exchange.range(self.symbol, "1m", aligned - max(self.warmup, 1) * MINUTE_MS, aligned)
             s = await compute(self.fn, c, self.name)
         return s.signal(s.index_at(when))
+
+    def may_signal(self, when: int) -> bool:
+        """False only when the prepared arrays say an ask at `when` finds no signal."""
+        s = self.signals
+        if s is None:
+            return True
+        k = s.index_at(when)
+        return k >= 0 and s.position[k] != 0
 
     def next_ask(self, when: int, step: int) -> int:
         """Backtest fast-forward, idle after `when`'s bucket: the next frame where asking finds a
