@@ -83,11 +83,12 @@ def trade_key(r: Any) -> tuple[Any, ...]:
             r.pnl.pnl_percentage)
 
 
-async def run(name: str) -> tuple[float, list[Any]]:
-    t0 = time.perf_counter()
+async def run(name: str) -> tuple[float, float, list[Any]]:
+    """(wall seconds, CPU seconds, results) of one Backtest.run."""
+    t0, c0 = time.perf_counter(), time.process_time()
     out = [r async for r in bk.Backtest.run("BTCUSDT", strategy_name=name, exchange_name="synthetic",
                                             frame_name="year")]
-    return time.perf_counter() - t0, out
+    return time.perf_counter() - t0, time.process_time() - c0, out
 
 
 async def main() -> None:
@@ -97,26 +98,29 @@ async def main() -> None:
     bk.add_strategy(strategy_name="vector", interval="5m", get_signals=get_signals)
     errors: list[Any] = []
     bk.listen_error(errors.append)
-    cold, trades = await run("vector")  # fetches and checks the year of candles (the shared cache) first
+    cold, cold_cpu, trades = await run("vector")  # fetches and checks the year of candles (the shared cache) first
     cold_signals = spent[-1]
     warm = []
     for _ in range(REPEAT):  # the same run on the cached candles
-        seconds, again = await run("vector")
+        seconds, cpu, again = await run("vector")
         assert [trade_key(r) for r in again] == [trade_key(r) for r in trades]
-        warm.append((seconds, spent[-1]))
+        warm.append((seconds, spent[-1], cpu))
     warm.sort()
-    median, median_signals = warm[len(warm) // 2]
+    median, median_signals, _ = warm[len(warm) // 2]
+    cpus = sorted(w[2] for w in warm)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"frames          {MINUTES}")
-    print(f"cold run        {cold:.3f} s (get_signals {cold_signals:.3f} s; candles fetched and checked)")
+    print(f"cold run        {cold:.3f} s, CPU {cold_cpu:.3f} s (get_signals {cold_signals:.3f} s; candles fetched "
+          "and checked)")
     print(f"warm run        {median:.3f} s median of {REPEAT} (min {warm[0][0]:.3f}, max {warm[-1][0]:.3f}; "
-          f"get_signals {median_signals:.3f}, the engine {median - median_signals:.3f})")
+          f"get_signals {median_signals:.3f}, the engine {median - median_signals:.3f}); CPU median "
+          f"{cpus[len(cpus) // 2]:.3f} s")
     print(f"trades          {len(trades)} (invalid signals {len(errors)})")
     print(f"peak memory     {peak_mb:.1f} MB (process max RSS)")
     if "--compare" in sys.argv:
         bk.add_strategy(strategy_name="event", interval="5m",
                         get_signal=rule_strategy(FAST, SLOW, TP, SL, LIFETIME, shorts=True, anchor="price"))
-        event_seconds, event_trades = await run("event")
+        event_seconds, _, event_trades = await run("event")
         same = [trade_key(r) for r in trades] == [trade_key(r) for r in event_trades]
         print(f"get_signal      {event_seconds:.3f} s (warm candles), {len(event_trades)} trades; "
               f"identical trades: {same}")

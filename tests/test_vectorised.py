@@ -256,7 +256,8 @@ def test_a_signal_the_rules_refuse_is_reported_and_the_run_goes_on():
     ({"take_profit": 1.0}, ["unknown key", "'take_profit'"]),
     ({"position": lambda c: np.zeros(len(c) - 1)}, ["'position'", "one value per 1m candle (150)"]),
     ({"position": lambda c: np.where((c.timestamp - T0) // M == 7, 2, 0)}, ["'position'", "+1", "got 2", "bar 7"]),
-    ({"position": lambda c: np.where((c.timestamp - T0) // M == 7, np.nan, 0)}, ["'position'", "got nan"]),
+    ({"position": lambda c: np.where((c.timestamp - T0) // M == 7, np.nan, 0)}, ["'position'", "got nan",
+                                                                             "np.nan_to_num"]),
     ({"position": 1}, ["'position'", "one value per 1m candle"]),
     ({"price_take_profit": lambda c: np.where((c.timestamp - T0) // M == 10, np.nan, 102.0)},
      ["'price_take_profit'", "finite where position is not 0", "bar 10", "2024-01-01T00:10:00.000Z"]),
@@ -283,6 +284,19 @@ def test_get_signals_must_return_a_dict(value, words):
     with pytest.raises(bk.ValidationError) as e:
         run("v")
     assert all(w in str(e.value) for w in ["get_signals of strategy 'v'", *words])
+
+
+def test_an_exception_in_get_signals_fails_the_run_and_says_where():
+    def get_signals(c):
+        return {"position": np.zeros(len(c)), "oops": len(c) // 0}
+
+    bk.add_exchange(exchange_name="ex", get_candles=ArrayExchange(flat_market(100)).get_candles)
+    bk.add_frame(frame_name="fr", interval="1m", start_date=T0 + 10 * M, end_date=T0 + 50 * M)
+    bk.add_strategy(strategy_name="v", interval="1m", get_signals=get_signals)
+    with pytest.raises(ZeroDivisionError) as e:
+        run("v")  # not a run without signals that looks like a quiet market
+    assert e.value.__notes__ == ["raised by get_signals of strategy 'v' on 50 1m candles "
+                                 "(2024-01-01T00:00:00.000Z .. 2024-01-01T00:49:00.000Z)"]
 
 
 def test_add_strategy_takes_exactly_one_of_get_signal_and_get_signals():

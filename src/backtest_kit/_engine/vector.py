@@ -88,6 +88,10 @@ def _where(strategy_name: str) -> str:
     return f"get_signals of strategy {strategy_name!r}"
 
 
+def _span(ts: np.ndarray) -> str:
+    return f"{iso(int(ts[0]))} .. {iso(int(ts[-1]))}" if len(ts) else "none"
+
+
 def _bar(ts: np.ndarray, k: int) -> str:
     return f"bar {k} ({iso(int(ts[k]))})" if k < len(ts) else f"bar {k}"
 
@@ -117,20 +121,20 @@ def columns(raw: Any, ts: np.ndarray, strategy_name: str) -> dict[str, np.ndarra
             arr = np.asarray(value)
         except (TypeError, ValueError) as e:
             raise ValidationError(f"{where}: key {key!r} is not an array ({e})") from None
-        if key in NUMERIC:
-            if arr.dtype.kind not in "biuf":
-                raise ValidationError(f"{where}: key {key!r} must be numeric, got dtype {arr.dtype}"
-                                      + (" (use NaN for market orders)" if key == "price_open" else ""))
-            # A copy: the engine's own, whatever the strategy does with its buffers afterwards.
-            arr = arr.astype(np.float64)
-        elif arr.dtype.kind not in "UO":
+        numeric = key in NUMERIC
+        if numeric and arr.dtype.kind not in "biuf":
+            raise ValidationError(f"{where}: key {key!r} must be numeric, got dtype {arr.dtype}"
+                                  + (" (use NaN for market orders)" if key == "price_open" else ""))
+        if not numeric and arr.dtype.kind not in "UO":
             raise ValidationError(f"{where}: key 'order_type' must hold 'limit' or 'stop', got dtype {arr.dtype}")
-        if arr.ndim == 0 and key != "position":
-            arr = np.full(n, arr[()], dtype=arr.dtype)
+        if arr.ndim == 0 and key != "position":  # one value for every bar, held once
+            out[key] = np.broadcast_to(arr.astype(np.float64) if numeric else arr, (n,))
+            continue
         if arr.ndim != 1 or len(arr) != n:
             raise ValidationError(f"{where}: key {key!r} must hold one value per 1m candle ({n}), "
                                   f"got shape {arr.shape}")
-        out[key] = arr
+        # A copy: the engine's own, whatever the strategy does with its buffers afterwards.
+        out[key] = arr.astype(np.float64) if numeric else arr.copy()
     return out
 
 
@@ -143,7 +147,9 @@ def checked(cols: dict[str, np.ndarray], ts: np.ndarray, strategy_name: str) -> 
     if len(bad):
         k = int(bad[0])
         raise ValidationError(f"{where}: key 'position' must be +1 (long), -1 (short) or 0 (none) at every bar, "
-                              f"got {float(pos[k])!r} at {_bar(ts, k)} ({len(bad)} such bar(s))")
+                              f"got {float(pos[k])!r} at {_bar(ts, k)} ({len(bad)} such bar(s))"
+                              + ("; for no signal where it is NaN use np.nan_to_num(position) or "
+                                 ".fillna(0)" if math.isnan(pos[k]) else ""))
     on = np.flatnonzero(pos)
     for key, rule in (("price_take_profit", "finite"), ("price_stop_loss", "finite"),
                       ("minute_estimated_time", "finite"), ("price_open", "finite or NaN (a market order)")):
@@ -162,7 +168,6 @@ def checked(cols: dict[str, np.ndarray], ts: np.ndarray, strategy_name: str) -> 
                               f"got {kinds[k]!r} at {_bar(ts, k)}")
     out = dict(cols)
     out["position"] = pos.astype(np.int8)
-    out["order_type"] = kinds.copy()
     return Signals(ts, out)
 
 
@@ -178,9 +183,14 @@ def read_only(c: Candles) -> Candles:
 
 async def call(fn: Callable[..., Any], c: Candles, strategy_name: str) -> dict[str, np.ndarray]:
     """get_signals(candles) (awaited when async), its shape checked."""
-    raw = fn(read_only(c))
-    if inspect.isawaitable(raw):
-        raw = await raw
+    try:
+        raw = fn(read_only(c))
+        if inspect.isawaitable(raw):
+            raw = await raw
+    except Exception as e:
+        # The strategy's own error, unchanged, with where it came from.
+        e.add_note(f"raised by {_where(strategy_name)} on {len(c)} 1m candles ({_span(c.timestamp)})")
+        raise
     return columns(raw, c.timestamp, strategy_name)
 
 
