@@ -94,9 +94,10 @@ def market(days: int = 4, warmup: int = DAY) -> np.ndarray:
     return synthetic_candles(days * DAY + warmup, start_ms=T0 - warmup * M, seed=11)
 
 
-def register(candles: np.ndarray, frame_interval: str = "1m", days: int = 4) -> None:
+def register(candles: np.ndarray, frame_interval: str = "1m", days: int = 4, offset_ms: int = 0) -> None:
     bk.add_exchange(exchange_name="ex", get_candles=ArrayExchange(candles).get_candles)
-    bk.add_frame(frame_name="fr", interval=frame_interval, start_date=T0, end_date=T0 + (days * DAY - 1) * M)
+    bk.add_frame(frame_name="fr", interval=frame_interval, start_date=T0 + offset_ms,
+                 end_date=T0 + (days * DAY - 1) * M)
 
 
 def run(strategy: str, strict: bool = False) -> list:
@@ -119,10 +120,12 @@ def trades(results: list) -> list[tuple]:
     return out
 
 
-@pytest.mark.parametrize("interval, frame_interval, least", [("5m", "1m", 5), ("1m", "1m", 5), ("15m", "1m", 2),
-                                                             ("5m", "3m", 5), ("30m", "1h", 2)])
-def test_the_same_trades_as_the_get_signal_strategy(interval, frame_interval, least):
-    register(market(days=8), frame_interval, days=8)
+@pytest.mark.parametrize("interval, frame_interval, offset_ms, least", [
+    ("5m", "1m", 0, 5), ("1m", "1m", 0, 5), ("15m", "1m", 0, 2), ("5m", "3m", 0, 5), ("30m", "1h", 0, 2),
+    ("5m", "1m", 90_500, 5),  # frames at 01:30.5, 02:30.5, ...: off the minute and the bucket grid
+])
+def test_the_same_trades_as_the_get_signal_strategy(interval, frame_interval, offset_ms, least):
+    register(market(days=8), frame_interval, days=8, offset_ms=offset_ms)
     errors: list = []
     bk.listen_error(errors.append)
     bk.add_strategy(strategy_name="event", interval=interval, get_signal=event_rule())
