@@ -20,6 +20,7 @@ from ._execution.sweep import Sweep
 from ._execution.walk_forward import WalkForward
 from ._execution.walker import Walker
 from ._logging import set_logger
+from ._lookahead import check_lookahead
 from ._persist import (
     FileBackend,
     PersistBackend,
@@ -63,6 +64,7 @@ from .events import (
     ClosedResult,
     DoneEvent,
     IdleResult,
+    LookaheadReport,
     OpenedResult,
     PartialEvent,
     PerformanceEvent,
@@ -141,6 +143,8 @@ __all__ = [
     "ActiveResult", "ClosedResult", "CancelledResult",
     # one call
     "backtest", "BacktestResult",
+    # vectorised strategies
+    "check_lookahead", "LookaheadReport",
     # execution
     "Backtest", "Live", "Walker", "Portfolio", "PortfolioStatistics", "PortfolioRow", "BackgroundRun",
     "InstanceStatus", "BacktestStatistics", "LiveStatistics",

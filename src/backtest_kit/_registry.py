@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from . import _state
 from ._schema import (
+    DEFAULT_WARMUP_MINUTES,
     ExchangeSchema,
     FrameSchema,
     RiskSchema,
@@ -71,13 +72,17 @@ def add_frame(frame_name: str, interval: str, start_date: datetime | int, end_da
         frame_name, interval, start_date, end_date, callbacks, note))  # type: ignore[arg-type]
 
 
-def add_strategy(strategy_name: str, interval: str, get_signal: Callable[..., Any], callbacks: Any = None,
+def add_strategy(strategy_name: str, interval: str, get_signal: Callable[..., Any] | None = None,
+                 get_signals: Callable[..., Any] | None = None, callbacks: Any = None,
                  risk_name: str | None = None, risk_list: Sequence[str] | None = None,
-                 note: str | None = None, sizing_name: str | None = None) -> None:
-    """Register a strategy; `sizing_name` (an add_sizing schema) sizes each trade from equity."""
+                 note: str | None = None, sizing_name: str | None = None,
+                 warmup_minutes: int = DEFAULT_WARMUP_MINUTES) -> None:
+    """Register a strategy: exactly one of `get_signal(symbol, when)` or the vectorised
+    `get_signals(candles)` (per-1m-bar arrays; `warmup_minutes` of 1m history before a frame
+    feed its indicators). `sizing_name` (an add_sizing schema) sizes each trade from equity."""
     _store(_strategies, "strategy", strategy_name, lambda: StrategySchema(
         strategy_name, interval, get_signal, callbacks, risk_name, risk_list, note,  # type: ignore[arg-type]
-        sizing_name))
+        sizing_name, get_signals, warmup_minutes))
 
 
 def add_risk(risk_name: str, validations: Sequence[Any], callbacks: Any = None, note: str | None = None) -> None:

@@ -147,6 +147,8 @@ def _number(call: str, fld: str, value: Any, rule: str, ok: Callable[[float], bo
     return value if type(value) in (int, float) else float(value)
 
 
+DEFAULT_WARMUP_MINUTES = 1440  # a day of 1m candles before the frame for get_signals' indicators
+MAX_WARMUP_MINUTES = 366 * 1440
 MAX_FRAMES = 10_000_000  # 19 years of 1m frames: an int64 array of 80 MB
 MAX_DATE_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
@@ -268,24 +270,40 @@ class FrameSchema:
 
 @dataclass
 class StrategySchema:
-    """A strategy: get_signal(symbol, when) called at most once per interval bucket."""
+    """A strategy: get_signal(symbol, when) called at most once per interval bucket, or
+    get_signals(candles) (vectorised) whose per-1m-bar arrays are read at the same moments."""
 
     strategy_name: str
     interval: str
-    get_signal: Callable[..., Any]
+    get_signal: Callable[..., Any] | None
     callbacks: Any = None
     risk_name: str | None = None
     risk_list: tuple[str, ...] = ()
     note: str | None = None
     sizing_name: str | None = None  # sizes each trade from the account's equity; None: all of it
+    get_signals: Callable[..., Any] | None = None
+    warmup_minutes: int = DEFAULT_WARMUP_MINUTES  # 1m history before a frame that get_signals sees
 
     def __post_init__(self) -> None:
         call = f"add_strategy(strategy_name={self.strategy_name!r})"
         _name(call, "strategy_name", self.strategy_name)
         _interval(call, self.interval, STRATEGY_INTERVALS)
-        _func(call, "get_signal", self.get_signal)
-        _callable_as(call, "get_signal", self.get_signal, ("BTCUSDT", datetime(2024, 1, 1, tzinfo=UTC)),
-                     "get_signal(symbol, when)")
+        if (self.get_signal is None) == (self.get_signals is None):
+            given = "neither" if self.get_signal is None else "both"
+            raise ValidationError(f"{call}: give exactly one of 'get_signal' (event mode: get_signal(symbol, when)) "
+                                  f"or 'get_signals' (vectorised: get_signals(candles)), got {given}")
+        if self.get_signal is not None:
+            _func(call, "get_signal", self.get_signal)
+            _callable_as(call, "get_signal", self.get_signal, ("BTCUSDT", datetime(2024, 1, 1, tzinfo=UTC)),
+                         "get_signal(symbol, when)")
+        else:
+            _func(call, "get_signals", self.get_signals)
+            _callable_as(call, "get_signals", self.get_signals, (None,), "get_signals(candles)")
+        if isinstance(self.warmup_minutes, bool) or not isinstance(self.warmup_minutes, numbers.Integral) \
+                or not 0 <= int(self.warmup_minutes) <= MAX_WARMUP_MINUTES:
+            raise _fail(call, "warmup_minutes", f"must be an int from 0 to {MAX_WARMUP_MINUTES}",
+                        self.warmup_minutes, True)
+        self.warmup_minutes = int(self.warmup_minutes)
         _callbacks(call, "strategy", self.callbacks)
         _opt_name(call, "risk_name", self.risk_name)
         self.risk_list = _unique_names(call, "risk_list", () if self.risk_list is None else self.risk_list)

@@ -391,6 +391,25 @@ class WalkForwardStatistics:
     efficiency: float | None
     below_median_share: float | None
     param_stability: dict[str, float] = field(default_factory=dict)
+# --- checks -----------------------------------------------------------------------------
+
+@dataclass(slots=True, frozen=True)
+class LookaheadReport:
+    """check_lookahead: bars whose get_signals values changed when later candles were removed.
+
+    `checked`: bar comparisons made (each cut compares every bar it keeps); `biased`: open
+    times (epoch ms, sorted) of the bars that differed in some cut; `ok`: none did; `keys`: the
+    returned keys that differed; `cuts`: the moments the histories were cut at (epoch ms: only
+    candles closed by then were kept).
+    """
+
+    checked: int
+    biased: list[int]
+    ok: bool
+    strategy_name: str = ""
+    symbol: str = ""
+    keys: list[str] = field(default_factory=list)
+    cuts: list[int] = field(default_factory=list)
 
 
 # --- listen_* ---------------------------------------------------------------------------

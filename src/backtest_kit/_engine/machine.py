@@ -47,6 +47,7 @@ from ..events import (
 from .pnl import compute_pnl
 from .rules import decide_exit, decide_waiting, price_at, price_at_end
 from .sink import Sink
+from .vector import VectorSource
 
 PARTIAL_LEVELS = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
 ATR_PERIOD = 14  # candles of the strategy's interval behind an atr-based size
@@ -71,6 +72,8 @@ class Machine:
         self.fingerprint: dict[str, Any] = {}     # live: what the saved state was started with
         self.stopped = False
         self.data_ended = False  # backtest: no candle left to trade on
+        # A vectorised strategy (get_signals) answers asks from its per-bar arrays instead.
+        self.vector = VectorSource(schema, exchange, symbol) if schema.get_signals is not None else None
         self._partial: dict[str, tuple[set[int], set[int]]] = {}
         # Returned for ticks nobody observes, instead of building and publishing one each time.
         self._quiet_idle = IdleResult(current_price=math.nan, symbol=symbol, strategy_name=self.strategy_name,
@@ -402,8 +405,24 @@ class Machine:
     # --- asking the strategy -----------------------------------------------------------
 
     def may_ask(self, when: int) -> bool:
-        """D16: one get_signal call per aligned interval bucket."""
-        return not self.stopped and when // self.interval_ms != self.last_bucket
+        """D16: one get_signal call per aligned interval bucket (and, for a prepared vectorised
+        strategy, only when the bar it would read holds a signal: the ask could find nothing else)."""
+        if self.stopped or when // self.interval_ms == self.last_bucket:
+            return False
+        return self.vector is None or self.vector.may_signal(when)
+
+    async def prepare(self, start: int, end: int, frame_step: int) -> None:
+        """Backtest over frames start..end every `frame_step` ms: a vectorised strategy computes
+        its signals once, here."""
+        if self.vector is not None:
+            await self.vector.prepare(start, end, frame_step, self.interval_ms)
+
+    def next_ask(self, when: int) -> int:
+        """Idle after `when`'s bucket: where the loop asks next (the next bucket; a prepared
+        vectorised strategy skips to the next frame where its arrays hold a signal)."""
+        if self.vector is not None:
+            return self.vector.next_ask(when, self.interval_ms)
+        return (when // self.interval_ms + 1) * self.interval_ms
 
     async def _new_signal(self, when: int, price: float) -> SignalRow | None:
         bucket = when // self.interval_ms
@@ -411,8 +430,12 @@ class Machine:
             return None
         self.last_bucket = bucket
         try:
-            value = await _with_timeout(self.schema.get_signal(self.symbol, to_datetime(when)),
-                                        cfg.CC_MAX_SIGNAL_GENERATION_SECONDS)
+            if self.vector is not None:
+                asked = self.vector.signal_at(when)
+            else:
+                assert self.schema.get_signal is not None
+                asked = self.schema.get_signal(self.symbol, to_datetime(when))
+            value = await _with_timeout(asked, cfg.CC_MAX_SIGNAL_GENERATION_SECONDS)
             if value is None:
                 return None
             sig = to_signal(value)

@@ -26,7 +26,7 @@ from .._report.backtest import render_backtest_report
 from .._report.html import backtest_page
 from .._report.table import Column
 from .._schema import StrategySchema, callback
-from .._time import MINUTE_MS, iso, to_datetime
+from .._time import MINUTE_MS, interval_ms, iso, to_datetime
 from ..errors import ValidationError
 from ..events import DoneEvent, Outcome, PerformanceEvent, ProgressEvent
 from .base import BackgroundRun, Facade, Instance, check_format, check_freq
@@ -93,14 +93,13 @@ class FrameLoop:
             await hub.emit("backtest_progress", ProgressEvent(self.exchange_name, state.strategy_name, state.symbol,
                                                              n, i, i / n))
         observed = sink.observes_ticks  # listeners may come and go during a run
-        step = state.interval_ms
         if state.pending is None and state.scheduled is None:
             if state.stopped:
                 self.done = True
                 return None
             if not observed and not state.may_ask(when):
                 # Nothing open, nothing waiting, get_signal throttled: skip to the next bucket.
-                self._go(self._at_or_after((when // step + 1) * step))
+                self._go(self._at_or_after(state.next_ask(when)))
                 return None
         frame_started = time.perf_counter()
         exchange = state.exchange
@@ -141,7 +140,7 @@ class FrameLoop:
                 self.done = True
                 return None
             if not observed:
-                self._go(self._at_or_after((when // step + 1) * step))
+                self._go(self._at_or_after(state.next_ask(when)))
                 return None
         self._go(i + 1)
         return None
@@ -182,6 +181,7 @@ async def open_loop(symbol: str, strategy_name: str, exchange: ExchangeClient, f
                                        frame.end_date, frame.interval))
     run.initial_capital = sink.account.initial
     attach_marks(run, exchange, start, end)
+    await state.prepare(start, end, interval_ms(frame.interval))  # get_signals, once
     return FrameLoop(state, frames, exchange.name, Timer(sink, exchange.name))
 
 
