@@ -8,22 +8,17 @@ history once, then again on the history cut at `samples` evenly spaced moments o
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
-
 import numpy as np
 
 from . import _registry as registry
 from ._engine.vector import KEYS, Signals, call, checked, history
 from ._exchange import ExchangeClient
+from ._execution.base import run_sync
 from ._schema import ExchangeSchema, FrameSchema, StrategySchema
 from ._time import MINUTE_MS, iso
 from .errors import ValidationError
 from .events import LookaheadReport
 
-T = TypeVar("T")
 SOURCE = "check_lookahead"
 
 
@@ -42,7 +37,7 @@ def check_lookahead(strategy_name: str, exchange_name: str, frame_name: str, sym
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValidationError(f"{SOURCE}: samples must be an int >= 1, got {samples!r}")
     symbol = registry.canonical_symbol(symbol, exchange_name)
-    return _run_sync(lambda: _check(strategy, exchange, frame, symbol, samples))
+    return run_sync(lambda: _check(strategy, exchange, frame, symbol, samples))
 
 
 def cut_bars(ts: np.ndarray, start: int, end: int, samples: int) -> np.ndarray:
@@ -101,28 +96,3 @@ async def _check(strategy: StrategySchema, exchange: ExchangeSchema, frame: Fram
                            keys=[k for k in KEYS if k in keys], cuts=[int(c.timestamp[k]) + MINUTE_MS for k in cuts])
 
 
-def _run_sync(make: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine to its end from plain code, or from inside a running loop (a notebook
-    cell) on a helper thread with a loop of its own."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(_coro(make))
-    box: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            box["value"] = asyncio.run(_coro(make))
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
-            box["error"] = e
-
-    thread = threading.Thread(target=work, name="backtest-kit-lookahead")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]  # type: ignore[no-any-return]
-
-
-async def _coro(make: Callable[[], Awaitable[T]]) -> T:
-    return await make()

@@ -6,14 +6,12 @@ again without bk.reset(): each call registers its own exchange, frame and strate
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
-import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,13 +22,13 @@ from ._config import get_config, set_config
 from ._engine.runs import Run, runs
 from ._engine.stats import BacktestStatistics
 from ._execution.backtest import Backtest
+from ._execution.base import run_sync
 from ._files import check_candles, load_candles
 from ._report.html import backtest_page
 from ._time import MINUTE_MS, to_ms
 from .demo import ArrayExchange
 from .errors import ValidationError
 
-T = TypeVar("T")
 _calls = itertools.count(1)
 
 
@@ -47,14 +45,14 @@ class BacktestResult:
     def report(self) -> str:
         """The markdown report."""
         if self._markdown is None:
-            self._markdown = _run_sync(lambda: Backtest.get_report(self.symbol, self.name))
+            self._markdown = run_sync(lambda: Backtest.get_report(self.symbol, self.name))
         return self._markdown
 
     def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
         """The HTML chart: shown inline in a notebook (IPython) when `path` is None, written to
         `path` otherwise (or when not in a notebook: ./dump/backtest/<name>.html); returns the
         IPython display object or the file's path."""
-        page = _run_sync(lambda: backtest_page(self._run, self.stats, f"Backtest on {self.symbol}"))
+        page = run_sync(lambda: backtest_page(self._run, self.stats, f"Backtest on {self.symbol}"))
         if path is None and _in_notebook():
             from IPython.display import HTML  # noqa: PLC0415 - only inside a notebook
             return HTML(page)
@@ -100,7 +98,7 @@ def backtest(get_signal: Callable[..., Any], candles: Any, *, interval: str = "5
         registry.add_exchange(exchange_name=name, get_candles=ArrayExchange(data).get_candles)
         registry.add_frame(frame_name=name, interval="1m", start_date=start_ms, end_date=end_ms)
         registry.add_strategy(strategy_name=name, interval=interval, get_signal=get_signal)
-        return _run_sync(lambda: _go(name, symbol))
+        return run_sync(lambda: _go(name, symbol))
     finally:
         set_config(**saved)
 
@@ -135,33 +133,6 @@ def _ms(value: datetime | int | str, what: str) -> int:
         except ValueError:
             raise ValidationError(f"bk.backtest: {what} {value!r} is not an ISO-8601 date") from None
     return to_ms(value)
-
-
-def _run_sync(make: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine to its end from plain code, or from inside a running loop (a notebook
-    cell) on a helper thread with a loop of its own."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(_coro(make))
-    box: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            box["value"] = asyncio.run(_coro(make))
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
-            box["error"] = e
-
-    thread = threading.Thread(target=work, name="backtest-kit-sync")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]  # type: ignore[no-any-return]
-
-
-async def _coro(make: Callable[[], Awaitable[T]]) -> T:
-    return await make()
 
 
 def _in_notebook() -> bool:

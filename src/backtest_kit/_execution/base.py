@@ -86,6 +86,7 @@ class Instance:
 
 
 I = TypeVar("I", bound=Instance)
+T = TypeVar("T")
 
 
 class Registry(Generic[I]):
@@ -257,3 +258,30 @@ def wait_background_threads(timeout: float | None = None) -> None:
         t.join(timeout)
         if not t.is_alive():
             _background.threads.remove(t)
+
+
+def run_sync(make: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to its end from plain code, or from inside a running loop (a notebook
+    cell) on a helper thread with a loop of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_coro(make))
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["value"] = asyncio.run(_coro(make))
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = e
+
+    thread = threading.Thread(target=work, name="backtest-kit-sync")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
+
+
+async def _coro(make: Callable[[], Awaitable[T]]) -> T:
+    return await make()
