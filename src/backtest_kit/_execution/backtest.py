@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas loads on first use: `import backtest_kit` stays light
+    import pandas as pd
 
 from .. import _logging
 from .. import _registry as registry
@@ -285,6 +288,8 @@ class BacktestUtils(Facade[Instance]):
         run = self._run(symbol, strategy_name, "get_equity")
         marks = await marks_of(run, "Backtest.get_equity") if run is not None else None
         if run is None or marks is None or not len(marks[0]):
+            import pandas as pd
+
             return pd.Series([], dtype=float, index=pd.DatetimeIndex([], tz="UTC"), name="equity")
         eq, _ = equity_series(run.closed, *marks, run.initial_capital)
         return resample_last(marks[0], eq, freq).rename("equity")  # type: ignore[arg-type]
