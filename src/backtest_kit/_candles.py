@@ -156,6 +156,8 @@ def _problems(c: Candles, median_min: int, anomaly_factor: float) -> tuple[np.nd
     """Indices of invalid candles, in order, and why each is invalid (the reference's checks:
     finite values, prices > 0 and volume >= 0, no price below reference / factor; and a
     consistent shape: high >= low, open and close inside [low, high])."""
+    if _plainly_valid(c, anomaly_factor):  # the usual batch: a few reductions instead of the full checks
+        return np.empty(0, dtype=np.intp), []
     n = len(c)
     prices = np.stack([c.open, c.high, c.low, c.close])
     values = np.vstack([prices, c.volume[None, :]])
@@ -194,6 +196,20 @@ def _problems(c: Candles, median_min: int, anomaly_factor: float) -> tuple[np.nd
     return bad, reasons
 
 
+def _plainly_valid(c: Candles, anomaly_factor: float) -> bool:
+    """No candle can fail _problems: all well shaped (so open, close and high are >= low and
+    none is NaN), low > 0, high finite, volume finite and >= 0, and no price below the highest
+    / factor (the reference, a median or mean of the prices, is at most the highest)."""
+    if not len(c) or not anomaly_factor > 0:
+        return False
+    o, h, lo, cl, v = c.open, c.high, c.low, c.close, c.volume
+    with np.errstate(invalid="ignore"):
+        if not ((h >= lo) & (o >= lo) & (o <= h) & (cl >= lo) & (cl <= h)).all():
+            return False
+    low, high, vmin, vmax = float(lo.min()), float(h.max()), float(v.min()), float(v.max())
+    return low > 0 and math.isfinite(high) and vmin >= 0 and math.isfinite(vmax) and low >= high / anomaly_factor
+
+
 def _shape_fault(row: list[Any]) -> str:
     """What is wrong with the OHLC shape of [ts, o, h, l, c, v]."""
     _, o, h, lo, c, _v = (float(x) for x in row)
@@ -214,7 +230,8 @@ def check_batch_lenient(c: Candles, *, median_min: int,
                         anomaly_factor: float) -> tuple[Candles, dict[int, str]]:
     """check_batch, except that bad candles are kept and reported instead of raising: returns
     (candles, {timestamp: reason}), so one bad candle in a large cached chunk only spoils the
-    windows that contain it. Bad timestamps and duplicates still raise ValueError."""
+    windows that contain it. Bad timestamps and duplicates still raise ValueError. The price
+    and volume columns may be the batch's own arrays (the caller copies what it keeps)."""
     return _check_batch(c, median_min, anomaly_factor, lenient=True)
 
 
@@ -245,7 +262,8 @@ def _check_batch(c: Candles, median_min: int, anomaly_factor: float,
     cols = [c.open, c.high, c.low, c.close, c.volume]
     if order is not None:
         cols = [col[order] for col in cols]
-    out = Candles(its, *(np.ascontiguousarray(col, dtype=np.float64) for col in cols))
+    own = np.asarray if lenient else np.ascontiguousarray  # the cache copies into its own buffers anyway
+    out = Candles(its, *(own(col, dtype=np.float64) for col in cols))
     return out, {int(ts[i]): r for i, r in zip(bad.tolist(), reasons)}
 
 
@@ -290,16 +308,23 @@ def rolling_vwap(c: Candles, n: int) -> np.ndarray:
     out = np.full(size, np.nan)
     if size < n:
         return out
-    tv = (c.high + c.low + c.close) / 3 * c.volume
+    tv = c.high + c.low
+    tv += c.close
+    tv /= 3
+    tv *= c.volume
     m = size - n + 1
     num = tv[0:m].copy()
     vol = c.volume[0:m].copy()
-    cls = c.close[0:m].copy()
     for j in range(1, n):  # sequential adds keep the exact order of the scalar formula
         num += tv[j:j + m]
         vol += c.volume[j:j + m]
-        cls += c.close[j:j + m]
     with np.errstate(divide="ignore", invalid="ignore"):
-        res = np.where(vol == 0, cls / n, num / vol)
-    out[n - 1:] = res
+        num /= vol
+    zero = np.flatnonzero(vol == 0)
+    if len(zero):  # no volume in the window: the mean close, summed in the same order
+        cls = c.close[zero].copy()
+        for j in range(1, n):
+            cls += c.close[zero + j]
+        num[zero] = cls / n
+    out[n - 1:] = num
     return out

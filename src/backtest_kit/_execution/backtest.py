@@ -87,25 +87,32 @@ class FrameLoop:
         if i >= self.n:
             self.done = True
 
+    def _next_bucket(self, when: int) -> None:
+        """On to the first frame of the get_signal bucket after the one of `when` (arithmetic, as in
+        _at_or_after: the frame at `when` comes before that bucket, so the index only grows)."""
+        step = self.machine.interval_ms
+        self.i = i = -(-((when // step + 1) * step - self._first) // self._fstep)
+        if i >= self.n:
+            self.done = True
+
     async def step(self) -> Outcome | None:
         """Handle frame `i`: skip a throttled idle bucket, or tick; returns what closed or was cancelled."""
-        state, sink, i, n = self.machine, self.sink, self.i, self.n
-        when = int(self.frames[i])
+        state, i, n = self.machine, self.i, self.n
+        when = self._first + i * self._fstep  # frames are evenly spaced
         if self.progress_on and i * 100 // n > self._last_pct:
             self._last_pct = i * 100 // n
             await hub.emit("backtest_progress", ProgressEvent(self.exchange_name, state.strategy_name, state.symbol,
                                                              n, i, i / n))
-        observed = sink.observes_ticks  # listeners may come and go during a run
-        step = state.interval_ms
         if state.pending is None and state.scheduled is None:
             if state.stopped:
                 self.done = True
                 return None
-            if not observed and not state.may_ask(when):
+            if not state.may_ask(when) and not self.sink.observes_ticks:  # listeners may come and go
                 # Nothing open, nothing waiting, get_signal throttled: skip to the next bucket.
-                self._go(self._at_or_after((when // step + 1) * step))
+                self._next_bucket(when)
                 return None
-        frame_started = time.perf_counter()
+        timed = hub.has("performance")  # per-frame samples only for listeners: a year has half a million frames
+        frame_started = time.perf_counter() if timed else 0.0
         exchange = state.exchange
         try:
             result = await state.tick(when)
@@ -116,13 +123,18 @@ class FrameLoop:
         except Exception as e:  # noqa: BLE001 - a failed frame is reported and skipped
             if exchange.failure is not None:  # a candle fetch failed after its retries: fail the run
                 raise exchange.failure from exchange.failure.__cause__
-            await sink.error(e, f"Backtest {state.symbol} {state.strategy_name} at {to_datetime(when).isoformat()}")
+            await self.sink.error(e, f"Backtest {state.symbol} {state.strategy_name} at "
+                                     f"{to_datetime(when).isoformat()}")
             self._go(i + 1)
             return None
         if exchange.failure is not None:  # also when strategy code caught it: no silent differences
             raise exchange.failure
+        if result is state.quiet_idle and not (timed or state.stopped or state.data_ended):
+            self._next_bucket(when)  # the usual frame: nothing happened, and nobody watches idle ticks
+            return None
         outcome: Outcome | None = None
-        if result.action == "opened" or (result.action == "scheduled" and not state.stopped):
+        action = result.action
+        if action == "opened" or (action == "scheduled" and not state.stopped):
             # (a limit order placed while a stop is pending is dropped by the next tick instead)
             signal_started = time.perf_counter()
             try:
@@ -130,21 +142,22 @@ class FrameLoop:
             except Exception as e:  # noqa: BLE001 - the signal stays; later ticks watch it
                 if exchange.failure is not None:
                     raise exchange.failure from exchange.failure.__cause__
-                await sink.error(e, f"Backtest {state.symbol} {state.strategy_name} fast path")
+                await self.sink.error(e, f"Backtest {state.symbol} {state.strategy_name} fast path")
             await self.timer.sample("backtest_signal", signal_started)
         elif result.action == "closed" or result.action == "cancelled":
             outcome = result  # D20: tick-level closes are yielded too
-        await self.timer.sample("backtest_timeframe", frame_started)
+        if timed:
+            await self.timer.sample("backtest_timeframe", frame_started)
         if outcome is not None:
             # D3: resume at the first frame at or after close + 1 minute.
             self._go(self._at_or_after(outcome.close_timestamp + MINUTE_MS))
             return outcome
-        if result.action == "idle":
+        if action == "idle":
             if state.stopped or state.data_ended:
                 self.done = True
                 return None
-            if not observed:
-                self._go(self._at_or_after((when // step + 1) * step))
+            if result is state.quiet_idle:  # nobody sees idle ticks: on to the next bucket
+                self._next_bucket(when)
                 return None
         self._go(i + 1)
         return None
