@@ -75,10 +75,16 @@ class Candles:
 
     def __getitem__(self, key: slice | SupportsIndex) -> Candles | Candle:
         if isinstance(key, slice):
+            lo, hi, stride = key.indices(len(self))
+            if stride == 1:
+                return self._window(lo, max(hi, lo))
             return Candles(self.timestamp[key], self.open[key], self.high[key], self.low[key],
                            self.close[key], self.volume[key])
         return Candle(int(self.timestamp[key]), float(self.open[key]), float(self.high[key]),
                       float(self.low[key]), float(self.close[key]), float(self.volume[key]))
+
+    def _window(self, lo: int, hi: int) -> Candles:
+        return _Window(self, lo, hi)
 
     def __iter__(self) -> Iterator[Candle]:
         cols = [getattr(self, c).tolist() for c in _COLUMNS]
@@ -94,6 +100,33 @@ class Candles:
 
     def to_dicts(self) -> list[dict[str, Any]]:
         return [c._asdict() for c in self]
+
+
+class _Window(Candles):
+    """c[lo:hi]: each column is sliced from the candles it views when first read (a strategy
+    asking for candles typically reads one or two of the six)."""
+
+    __slots__ = ("_base", "_lo", "_hi")
+    _base: Candles
+    _lo: int
+    _hi: int
+
+    def __init__(self, base: Candles, lo: int, hi: int) -> None:  # columns are sliced lazily: no super()
+        self._base, self._lo, self._hi = base, lo, hi
+
+    def _window(self, lo: int, hi: int) -> Candles:
+        return _Window(self._base, self._lo + lo, self._lo + hi)  # a window of a window views the base
+
+    def __len__(self) -> int:
+        return self._hi - self._lo
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        """Only called for a column not read yet (its slot is still empty)."""
+        if name not in _COLUMNS:
+            raise AttributeError(f"'Candles' object has no attribute {name!r}")
+        col: np.ndarray = getattr(self._base, name)[self._lo:self._hi]
+        setattr(self, name, col)
+        return col
 
 
 def to_candles(data: Any) -> Candles:
@@ -297,8 +330,15 @@ def window_vwap(c: Candles, n: int, v: np.ndarray | None = None) -> np.ndarray:
     """Rolling VWAP of `n` candles at each candle (`v`: one already computed, rewritten in
     place); the first n-1 are over this window's candles only, never across a gap before it."""
     v = rolling_vwap(c, n) if v is None else v
-    for k in range(min(n - 1, len(c))):
-        v[k] = vwap(c[: k + 1])
+    k = min(n - 1, len(c))
+    if k:  # v[i] = vwap(c[:i + 1]): the same sums in the same order, in one pass
+        h, lo, cl, vol = (col[:k].tolist() for col in (c.high, c.low, c.close, c.volume))
+        num = volume = closes = 0.0
+        for i in range(k):
+            num += (h[i] + lo[i] + cl[i]) / 3 * vol[i]
+            volume += vol[i]
+            closes += cl[i]
+            v[i] = num / volume if volume != 0 else closes / (i + 1)
     return v
 
 

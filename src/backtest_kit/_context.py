@@ -48,7 +48,7 @@ async def get_candles(symbol: str, interval: str, limit: int) -> Candles:
     ctx = current("get_candles")
     if interval not in CANDLE_INTERVALS:
         raise ValidationError(f"get_candles: unknown interval {interval!r}; use one of {', '.join(CANDLE_INTERVALS)}")
-    if not isinstance(limit, numbers.Integral) or isinstance(limit, bool) or limit < 1:
+    if type(limit) is not int and (not isinstance(limit, numbers.Integral) or isinstance(limit, bool)) or limit < 1:
         raise ValidationError(f"get_candles: limit must be a positive integer, got {limit!r}")
     if limit > MAX_CANDLES:
         raise ValidationError(f"get_candles: limit must be at most {MAX_CANDLES:,} candles, got {_short(limit)}")

@@ -142,8 +142,8 @@ class _Series:
     VWAP is extended over the new candles only. `c` views the filled part.
     """
 
-    __slots__ = ("c", "lo", "hi", "step", "_t0", "_n", "_contiguous", "_buf", "_vwap", "_vwap_n", "_vwap_len",
-                 "bad", "_bad_ts", "end", "later", "chunk")
+    __slots__ = ("c", "lo", "hi", "step", "_t0", "_n", "_contiguous", "_buf", "_vwap", "_vwap_at", "_vwap_n",
+                 "_vwap_len", "bad", "_bad_ts", "end", "later", "chunk", "_until")
 
     def __init__(self, step: int) -> None:
         self.c = Candles.empty()
@@ -154,6 +154,7 @@ class _Series:
         self._contiguous = True
         self._buf: list[np.ndarray] = []  # the six columns, each with room past _n
         self._vwap: np.ndarray | None = None  # rolling VWAP of _vwap_n candles, valid for [0, _vwap_len)
+        self._vwap_at: memoryview | None = None  # _vwap's values as Python floats, one index away
         self._vwap_n = 0
         self._vwap_len = 0
         self.bad: dict[int, str] = {}  # open time -> why the exchange's candle is invalid
@@ -161,6 +162,12 @@ class _Series:
         self.end: int | None = None  # the venue has no candle from here up to hi (found explicitly)
         self.later: int | None = None  # open time of a candle known to exist after an empty stretch
         self.chunk = CHUNK  # candles of the next forward fill
+        self._until = 0  # open time up to which runs expect to read (room is made for it at once)
+
+    def expect(self, until: int) -> None:
+        """A run will read candles up to open time `until`: the next buffers have room for them,
+        so the forward fills up to there copy no candle twice."""
+        self._until = max(self._until, until)
 
     def invalid_in(self, start: int, end: int) -> str | None:
         """Why a window [start, end) cannot be used (it holds an invalid candle), or None."""
@@ -195,7 +202,7 @@ class _Series:
         after = c[int(np.searchsorted(c.timestamp, self.hi)):] if hi > self.hi else Candles.empty()
         self.lo, self.hi = min(lo, self.lo), max(hi, self.hi)
         if len(before):  # rare and small (a window reaching back before the first fill): rebuild
-            self._vwap = None
+            self._forget_vwap()  # every candle moves
             self._put([before, self.c], after)
         elif len(after):
             self._put([], after)
@@ -208,7 +215,8 @@ class _Series:
         start = sum(len(p) for p in keep)
         if head or not self._buf or start + m > len(self._buf[0]):
             # New buffers with room for the next fill; pages nobody writes cost no memory.
-            room = start + m + self.chunk
+            first = int(keep[0].timestamp[0]) if keep else (int(tail.timestamp[0]) if m else self._until)
+            room = max(start + m + self.chunk, (self._until - first) // self.step + 1)
             old = [Candles.concat(keep)] if keep else []
             self._buf = [np.empty(room, dtype=np.int64 if f == "timestamp" else np.float64) for f in _COLS]
             for col, f in zip(self._buf, _COLS):
@@ -217,22 +225,24 @@ class _Series:
             if self._vwap is not None and self._vwap_len:
                 vwap = np.empty(room)
                 vwap[:self._vwap_len] = self._vwap[:self._vwap_len]
-                self._vwap = vwap
+                self._vwap, self._vwap_at = vwap, vwap.data
         for col, f in zip(self._buf, _COLS):
             col[start:start + m] = getattr(tail, f)
         self._n = start + m
         self.c = Candles(*(col[:self._n] for col in self._buf))
-        if head:
-            self._vwap = None
         ts = self.c.timestamp
         self._t0 = int(ts[0]) if self._n else 0
         self._contiguous = self._n == 0 or int(ts[-1]) - self._t0 == (self._n - 1) * self.step
+
+    def _forget_vwap(self) -> None:
+        self._vwap, self._vwap_at, self._vwap_n, self._vwap_len = None, None, 0, 0
 
     def vwap_array(self, n: int) -> np.ndarray:
         """Rolling VWAP of n candles at each cached candle (NaN before the n-th)."""
         size = self._n
         if self._vwap is None or self._vwap_n != n or len(self._vwap) < size:
             self._vwap, self._vwap_n, self._vwap_len = np.empty(max(size, len(self._buf[0]) if self._buf else 0)), n, 0
+            self._vwap_at = self._vwap.data
         if self._vwap_len < size:
             # Values at k depend on candles k-n+1 .. k only: extend over the new candles alone.
             done = self._vwap_len
@@ -249,10 +259,10 @@ class _Series:
         k = -(-(aligned - self._t0) // self.step)  # = index(aligned); index(aligned - n * step) = k - n
         if k < n or k > self._n:
             return None
-        v = self._vwap
-        if v is None or self._vwap_n != n or self._vwap_len < k:
-            v = self.vwap_array(n)
-        price: float = v.item(k - 1)  # a Python float, without a numpy scalar on the way
+        if self._vwap_at is None or self._vwap_n != n or self._vwap_len < k:
+            self.vwap_array(n)
+        assert self._vwap_at is not None
+        price: float = self._vwap_at[k - 1]
         return price
 
 
@@ -555,7 +565,7 @@ class ExchangeClient:
         c = Candles.concat(parts)
         if hi <= lo and not len(c) and data_end is None:
             return
-        store.write(self.name, key, interval, {f: getattr(c, f) for f in c.__slots__},
+        store.write(self.name, key, interval, {f: getattr(c, f) for f in _COLS},
                     covered=(lo, hi), now_ms=now, data_end=data_end)
 
     def _read_store(self, store: Any, key: str, symbol: str, interval: str, start: int,

@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # pandas loads on first use: `import backtest_kit` stays ligh
 from .. import _logging
 from .. import _registry as registry
 from .._candles import Candles
+from .._config import cfg
 from .._engine import risk
 from .._engine.account import Account
 from .._engine.machine import Machine
@@ -62,8 +63,7 @@ class FrameLoop:
     def __init__(self, machine: Machine, frames: np.ndarray, exchange_name: str, timer: Timer):
         self.machine = machine
         self.sink = machine.sink
-        self.frames = frames
-        self.n = len(frames)
+        self.n = len(frames)  # frames are evenly spaced: kept as first + i * step, not as the array
         self.exchange_name = exchange_name
         self.timer = timer
         self.i = 0
@@ -72,10 +72,17 @@ class FrameLoop:
         self._last_pct = -1
         self._first = int(frames[0]) if self.n else 0
         self._fstep = int(frames[1] - frames[0]) if self.n > 1 else 1
+        if self.n:  # the 1m cache makes room once for the whole frame and the longest signal after it
+            after = max(cfg.CC_MAX_SIGNAL_LIFETIME_MINUTES, cfg.CC_SCHEDULE_AWAIT_MINUTES) + 1
+            machine.exchange.series(machine.symbol, "1m").expect(self._last + after * MINUTE_MS)
+
+    @property
+    def _last(self) -> int:
+        return self._first + (self.n - 1) * self._fstep
 
     @property
     def next_time(self) -> int | None:
-        return None if self.done else int(self.frames[self.i])
+        return None if self.done else self._first + self.i * self._fstep
 
     def _at_or_after(self, t: int) -> int:
         """Index of the first frame >= t (frames are evenly spaced)."""
@@ -163,9 +170,8 @@ class FrameLoop:
         return None
 
     async def finish(self) -> None:
-        frames = self.frames
         if self.n:  # gaps met in the frame's 1m data, for the statistics and the report
-            self.sink.run.gaps = self.machine.exchange.frame_gaps(self.machine.symbol, int(frames[0]), int(frames[-1]))
+            self.sink.run.gaps = self.machine.exchange.frame_gaps(self.machine.symbol, self._first, self._last)
         if self.progress_on:
             await hub.emit("backtest_progress", ProgressEvent(self.exchange_name, self.machine.strategy_name,
                                                              self.machine.symbol, self.n, self.n, 1.0))
