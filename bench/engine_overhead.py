@@ -22,7 +22,7 @@ from backtest_kit.demo import ArrayExchange, synthetic_candles
 logging.getLogger("backtest_kit").setLevel(logging.ERROR)
 
 MINUTES = 525_600
-START = 1_704_067_200_000
+START = 1_546_300_800_000  # 2019-01-01T00:00:00Z
 BUCKET_MS = 5 * MINUTE_MS
 
 

@@ -28,7 +28,7 @@ from backtest_kit.demo import ArrayExchange, rule_strategy, synthetic_candles
 logging.getLogger("backtest_kit").setLevel(logging.ERROR)
 
 YEAR_MINUTES = 525_600
-START = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+START = 1_546_300_800_000  # 2019-01-01T00:00:00Z: five years end before the wall clock
 BUCKET_MS = 5 * MINUTE_MS
 LOOKBACK = 24 * 60  # a day of candles before the frame
 

@@ -77,13 +77,14 @@ class Candles:
         if isinstance(key, slice):
             lo, hi, stride = key.indices(len(self))
             if stride == 1:
-                return self._window(lo, max(hi, lo))
+                return self.view(lo, max(hi, lo))
             return Candles(self.timestamp[key], self.open[key], self.high[key], self.low[key],
                            self.close[key], self.volume[key])
         return Candle(int(self.timestamp[key]), float(self.open[key]), float(self.high[key]),
                       float(self.low[key]), float(self.close[key]), float(self.volume[key]))
 
-    def _window(self, lo: int, hi: int) -> Candles:
+    def view(self, lo: int, hi: int) -> Candles:
+        """c[lo:hi] for 0 <= lo <= hi <= len(c), its columns sliced when first read."""
         return _Window(self, lo, hi)
 
     def __iter__(self) -> Iterator[Candle]:
@@ -114,7 +115,7 @@ class _Window(Candles):
     def __init__(self, base: Candles, lo: int, hi: int) -> None:  # columns are sliced lazily: no super()
         self._base, self._lo, self._hi = base, lo, hi
 
-    def _window(self, lo: int, hi: int) -> Candles:
+    def view(self, lo: int, hi: int) -> Candles:
         return _Window(self._base, self._lo + lo, self._lo + hi)  # a window of a window views the base
 
     def __len__(self) -> int:

@@ -627,7 +627,7 @@ class ExchangeClient:
             return await self._live_range(symbol, interval, start, end, step)
         s = await self._covered(symbol, interval, start, end)
         self._check(s, start, end)
-        return s.c[s.index(start): s.index(end)]
+        return s.c.view(s.index(start), s.index(end))
 
     async def _live_range(self, symbol: str, interval: str, start: int, end: int, step: int) -> Candles:
         """Every closed candle of [start, end), page after page, so a window larger than the venue's
@@ -689,7 +689,7 @@ class ExchangeClient:
         if s is not None and s.lo <= start and aligned <= s.hi:  # the common, cached case
             if s.bad:
                 self._check(s, start, aligned)
-            return s.c[s.index(start): s.index(aligned)]
+            return s.c.view(s.index(start), s.index(aligned))
         return await self.range(symbol, interval, start, aligned)
 
     def series(self, symbol: str, interval: str) -> _Series:
