@@ -75,10 +75,17 @@ class Candles:
 
     def __getitem__(self, key: slice | SupportsIndex) -> Candles | Candle:
         if isinstance(key, slice):
+            lo, hi, stride = key.indices(len(self))
+            if stride == 1:
+                return self.view(lo, max(hi, lo))
             return Candles(self.timestamp[key], self.open[key], self.high[key], self.low[key],
                            self.close[key], self.volume[key])
         return Candle(int(self.timestamp[key]), float(self.open[key]), float(self.high[key]),
                       float(self.low[key]), float(self.close[key]), float(self.volume[key]))
+
+    def view(self, lo: int, hi: int) -> Candles:
+        """c[lo:hi] for 0 <= lo <= hi <= len(c), its columns sliced when first read."""
+        return _Window(self, lo, hi)
 
     def __iter__(self) -> Iterator[Candle]:
         cols = [getattr(self, c).tolist() for c in _COLUMNS]
@@ -94,6 +101,33 @@ class Candles:
 
     def to_dicts(self) -> list[dict[str, Any]]:
         return [c._asdict() for c in self]
+
+
+class _Window(Candles):
+    """c[lo:hi]: each column is sliced from the candles it views when first read (a strategy
+    asking for candles typically reads one or two of the six)."""
+
+    __slots__ = ("_base", "_lo", "_hi")
+    _base: Candles
+    _lo: int
+    _hi: int
+
+    def __init__(self, base: Candles, lo: int, hi: int) -> None:  # columns are sliced lazily: no super()
+        self._base, self._lo, self._hi = base, lo, hi
+
+    def view(self, lo: int, hi: int) -> Candles:
+        return _Window(self._base, self._lo + lo, self._lo + hi)  # a window of a window views the base
+
+    def __len__(self) -> int:
+        return self._hi - self._lo
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        """Only called for a column not read yet (its slot is still empty)."""
+        if name not in _COLUMNS:
+            raise AttributeError(f"'Candles' object has no attribute {name!r}")
+        col: np.ndarray = getattr(self._base, name)[self._lo:self._hi]
+        setattr(self, name, col)
+        return col
 
 
 def to_candles(data: Any) -> Candles:
@@ -156,6 +190,8 @@ def _problems(c: Candles, median_min: int, anomaly_factor: float) -> tuple[np.nd
     """Indices of invalid candles, in order, and why each is invalid (the reference's checks:
     finite values, prices > 0 and volume >= 0, no price below reference / factor; and a
     consistent shape: high >= low, open and close inside [low, high])."""
+    if _plainly_valid(c, anomaly_factor):  # the usual batch: a few reductions instead of the full checks
+        return np.empty(0, dtype=np.intp), []
     n = len(c)
     prices = np.stack([c.open, c.high, c.low, c.close])
     values = np.vstack([prices, c.volume[None, :]])
@@ -194,6 +230,20 @@ def _problems(c: Candles, median_min: int, anomaly_factor: float) -> tuple[np.nd
     return bad, reasons
 
 
+def _plainly_valid(c: Candles, anomaly_factor: float) -> bool:
+    """No candle can fail _problems: all well shaped (so open, close and high are >= low and
+    none is NaN), low > 0, high finite, volume finite and >= 0, and no price below the highest
+    / factor (the reference, a median or mean of the prices, is at most the highest)."""
+    if not len(c) or not anomaly_factor > 0:
+        return False
+    o, h, lo, cl, v = c.open, c.high, c.low, c.close, c.volume
+    with np.errstate(invalid="ignore"):
+        if not ((h >= lo) & (o >= lo) & (o <= h) & (cl >= lo) & (cl <= h)).all():
+            return False
+    low, high, vmin, vmax = float(lo.min()), float(h.max()), float(v.min()), float(v.max())
+    return low > 0 and math.isfinite(high) and vmin >= 0 and math.isfinite(vmax) and low >= high / anomaly_factor
+
+
 def _shape_fault(row: list[Any]) -> str:
     """What is wrong with the OHLC shape of [ts, o, h, l, c, v]."""
     _, o, h, lo, c, _v = (float(x) for x in row)
@@ -214,7 +264,8 @@ def check_batch_lenient(c: Candles, *, median_min: int,
                         anomaly_factor: float) -> tuple[Candles, dict[int, str]]:
     """check_batch, except that bad candles are kept and reported instead of raising: returns
     (candles, {timestamp: reason}), so one bad candle in a large cached chunk only spoils the
-    windows that contain it. Bad timestamps and duplicates still raise ValueError."""
+    windows that contain it. Bad timestamps and duplicates still raise ValueError. The price
+    and volume columns may be the batch's own arrays (the caller copies what it keeps)."""
     return _check_batch(c, median_min, anomaly_factor, lenient=True)
 
 
@@ -245,7 +296,8 @@ def _check_batch(c: Candles, median_min: int, anomaly_factor: float,
     cols = [c.open, c.high, c.low, c.close, c.volume]
     if order is not None:
         cols = [col[order] for col in cols]
-    out = Candles(its, *(np.ascontiguousarray(col, dtype=np.float64) for col in cols))
+    own = np.asarray if lenient else np.ascontiguousarray  # the cache copies into its own buffers anyway
+    out = Candles(its, *(own(col, dtype=np.float64) for col in cols))
     return out, {int(ts[i]): r for i, r in zip(bad.tolist(), reasons)}
 
 
@@ -279,8 +331,15 @@ def window_vwap(c: Candles, n: int, v: np.ndarray | None = None) -> np.ndarray:
     """Rolling VWAP of `n` candles at each candle (`v`: one already computed, rewritten in
     place); the first n-1 are over this window's candles only, never across a gap before it."""
     v = rolling_vwap(c, n) if v is None else v
-    for k in range(min(n - 1, len(c))):
-        v[k] = vwap(c[: k + 1])
+    k = min(n - 1, len(c))
+    if k:  # v[i] = vwap(c[:i + 1]): the same sums in the same order, in one pass
+        h, lo, cl, vol = (col[:k].tolist() for col in (c.high, c.low, c.close, c.volume))
+        num = volume = closes = 0.0
+        for i in range(k):
+            num += (h[i] + lo[i] + cl[i]) / 3 * vol[i]
+            volume += vol[i]
+            closes += cl[i]
+            v[i] = num / volume if volume != 0 else closes / (i + 1)
     return v
 
 
@@ -290,16 +349,23 @@ def rolling_vwap(c: Candles, n: int) -> np.ndarray:
     out = np.full(size, np.nan)
     if size < n:
         return out
-    tv = (c.high + c.low + c.close) / 3 * c.volume
+    tv = c.high + c.low
+    tv += c.close
+    tv /= 3
+    tv *= c.volume
     m = size - n + 1
     num = tv[0:m].copy()
     vol = c.volume[0:m].copy()
-    cls = c.close[0:m].copy()
     for j in range(1, n):  # sequential adds keep the exact order of the scalar formula
         num += tv[j:j + m]
         vol += c.volume[j:j + m]
-        cls += c.close[j:j + m]
     with np.errstate(divide="ignore", invalid="ignore"):
-        res = np.where(vol == 0, cls / n, num / vol)
-    out[n - 1:] = res
+        num /= vol
+    zero = np.flatnonzero(vol == 0)
+    if len(zero):  # no volume in the window: the mean close, summed in the same order
+        cls = c.close[zero].copy()
+        for j in range(1, n):
+            cls += c.close[zero + j]
+        num[zero] = cls / n
+    out[n - 1:] = num
     return out

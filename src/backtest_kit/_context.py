@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,13 +37,10 @@ def current(helper: str) -> ExecutionContext:
     return ctx
 
 
-def enter(ctx: ExecutionContext) -> Token[ExecutionContext | None]:
-    """Install ctx; returns the token for `leave`."""
-    return _current.set(ctx)
-
-
-def leave(token: Token[ExecutionContext | None]) -> None:
-    _current.reset(token)
+# enter(ctx) installs ctx and returns the token for leave(token). The ContextVar's own methods:
+# the engine enters a context per tick, and a wrapper would cost as much as the call itself.
+enter: Callable[[ExecutionContext | None], Token[ExecutionContext | None]] = _current.set
+leave: Callable[[Token[ExecutionContext | None]], None] = _current.reset
 
 
 async def get_candles(symbol: str, interval: str, limit: int) -> Candles:
@@ -50,7 +48,7 @@ async def get_candles(symbol: str, interval: str, limit: int) -> Candles:
     ctx = current("get_candles")
     if interval not in CANDLE_INTERVALS:
         raise ValidationError(f"get_candles: unknown interval {interval!r}; use one of {', '.join(CANDLE_INTERVALS)}")
-    if not isinstance(limit, numbers.Integral) or isinstance(limit, bool) or limit < 1:
+    if type(limit) is not int and (not isinstance(limit, numbers.Integral) or isinstance(limit, bool)) or limit < 1:
         raise ValidationError(f"get_candles: limit must be a positive integer, got {limit!r}")
     if limit > MAX_CANDLES:
         raise ValidationError(f"get_candles: limit must be at most {MAX_CANDLES:,} candles, got {_short(limit)}")

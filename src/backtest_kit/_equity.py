@@ -8,13 +8,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from .errors import ValidationError
+
+if TYPE_CHECKING:  # pandas loads on first use: `import backtest_kit` stays light
+    import pandas as pd
 
 __all__ = [
     "EquityStats",
@@ -228,6 +230,8 @@ def exposure_mask(timestamps: ArrayLike, trades: TradeArrays) -> NDArray[np.bool
 
 
 def _to_index(ms: NDArray[np.int64]) -> pd.DatetimeIndex:
+    import pandas as pd
+
     return pd.DatetimeIndex(pd.to_datetime(ms, unit="ms", utc=True))
 
 
@@ -252,6 +256,8 @@ def resample_last(timestamps: ArrayLike, values: ArrayLike, freq: Freq) -> pd.Se
     if freq not in _FREQ_MS:
         raise ValidationError(f"freq must be one of {', '.join(_FREQ_MS)}, got {freq!r}")
     labels, last = _last_per_bucket(ts, vals, _FREQ_MS[freq])
+    import pandas as pd
+
     return pd.Series(last, index=_to_index(labels), dtype=np.float64)
 
 
@@ -275,6 +281,8 @@ class EquityStats:
 
 def _series_ms(s: pd.Series, what: str) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """Index as int64 UTC ms (naive indexes are read as UTC) and finite float values."""
+    import pandas as pd
+
     idx = s.index
     if not isinstance(idx, pd.DatetimeIndex):
         raise ValidationError(f"{what} must have a DatetimeIndex, got {type(idx).__name__}")
@@ -296,6 +304,8 @@ def _step_ms(s: pd.Series, ms: NDArray[np.int64]) -> int | None:
         return int(np.min(np.diff(ms)))
     freq = getattr(s.index, "freq", None)
     if freq is not None:
+        import pandas as pd
+
         try:
             return int(pd.Timedelta(freq).total_seconds() * 1000)
         except (TypeError, ValueError):  # calendar offsets such as month-end have no fixed length
@@ -316,6 +326,8 @@ def _daily(ms: NDArray[np.int64], vals: NDArray[np.float64], initial_capital: fl
     with np.errstate(divide="ignore", invalid="ignore"):
         r = day_eq / prev - 1.0
     full_days = days[0] + np.arange(day_eq.shape[0], dtype=np.int64) * DAY_MS
+    import pandas as pd
+
     return pd.Series(r, index=_to_index(full_days), dtype=np.float64, name="return")
 
 

@@ -135,10 +135,15 @@ def is_ban(e: BaseException) -> bool:
 
 
 class _Series:
-    """Cached candles of one (symbol, interval) covering [lo, hi) in time."""
+    """Cached candles of one (symbol, interval) covering [lo, hi) in time.
 
-    __slots__ = ("c", "lo", "hi", "step", "_t0", "_n", "_contiguous", "_vwap", "_vwap_n", "bad", "_bad_ts",
-                 "end", "later", "chunk")
+    The columns live in buffers with room to grow: a forward fill is written after the candles
+    already there (no concatenation of the whole series, no second copy of it), and the rolling
+    VWAP is extended over the new candles only. `c` views the filled part.
+    """
+
+    __slots__ = ("c", "lo", "hi", "step", "_t0", "_n", "_contiguous", "_buf", "_vwap", "_vwap_at", "_vwap_n",
+                 "_vwap_len", "bad", "_bad_ts", "end", "later", "chunk", "_until")
 
     def __init__(self, step: int) -> None:
         self.c = Candles.empty()
@@ -147,13 +152,22 @@ class _Series:
         self._t0 = 0
         self._n = 0
         self._contiguous = True
-        self._vwap: np.ndarray | None = None
+        self._buf: list[np.ndarray] = []  # the six columns, each with room past _n
+        self._vwap: np.ndarray | None = None  # rolling VWAP of _vwap_n candles, valid for [0, _vwap_len)
+        self._vwap_at: memoryview | None = None  # _vwap's values as Python floats, one index away
         self._vwap_n = 0
+        self._vwap_len = 0
         self.bad: dict[int, str] = {}  # open time -> why the exchange's candle is invalid
         self._bad_ts: np.ndarray | None = None
         self.end: int | None = None  # the venue has no candle from here up to hi (found explicitly)
         self.later: int | None = None  # open time of a candle known to exist after an empty stretch
         self.chunk = CHUNK  # candles of the next forward fill
+        self._until = 0  # open time up to which runs expect to read (room is made for it at once)
+
+    def expect(self, until: int) -> None:
+        """A run will read candles up to open time `until`: the next buffers have room for them,
+        so the forward fills up to there copy no candle twice."""
+        self._until = max(self._until, until)
 
     def invalid_in(self, start: int, end: int) -> str | None:
         """Why a window [start, end) cannot be used (it holds an invalid candle), or None."""
@@ -170,14 +184,8 @@ class _Series:
             return 0 if k < 0 else (k if k < self._n else self._n)
         return int(np.searchsorted(self.c.timestamp, t))
 
-    def _reindex(self) -> None:
-        ts = self.c.timestamp
-        self._n = len(ts)
-        self._t0 = int(ts[0]) if self._n else 0
-        self._contiguous = self._n == 0 or int(ts[-1]) - self._t0 == (self._n - 1) * self.step
-
     def add(self, c: Candles, lo: int, hi: int, bad: dict[int, str] | None = None) -> None:
-        """Record that [lo, hi) holds exactly `c` (one concatenation per fill, whatever its pages)."""
+        """Record that [lo, hi) holds exactly `c` (one copy per fill, whatever its pages)."""
         if hi <= lo:
             return
         for t, why in (bad or {}).items():
@@ -186,23 +194,79 @@ class _Series:
         if self.bad:
             self._bad_ts = np.array(sorted(self.bad), dtype=np.int64)
         if self.lo == self.hi:
-            self.c, self.lo, self.hi = c, lo, hi
-        else:
-            parts: list[Candles] = []
-            if lo < self.lo:
-                parts.append(c[: int(np.searchsorted(c.timestamp, self.lo))])
-            parts.append(self.c)
-            if hi > self.hi:
-                parts.append(c[int(np.searchsorted(c.timestamp, self.hi)):])
-            self.c = Candles.concat(parts)
-            self.lo, self.hi = min(lo, self.lo), max(hi, self.hi)
-        self._reindex()
-        self._vwap = None
+            self._n = 0
+            self._put([], c)
+            self.lo, self.hi = lo, hi
+            return
+        before = c[: int(np.searchsorted(c.timestamp, self.lo))] if lo < self.lo else Candles.empty()
+        after = c[int(np.searchsorted(c.timestamp, self.hi)):] if hi > self.hi else Candles.empty()
+        self.lo, self.hi = min(lo, self.lo), max(hi, self.hi)
+        if len(before):  # rare and small (a window reaching back before the first fill): rebuild
+            self._forget_vwap()  # every candle moves
+            self._put([before, self.c], after)
+        elif len(after):
+            self._put([], after)
+
+    def _put(self, head: list[Candles], tail: Candles) -> None:
+        """Make the series head + (the candles there now, unless head is given) + tail, writing
+        tail into the spare room when it fits (the usual forward fill)."""
+        n, m = self._n, len(tail)
+        keep = head if head else ([self.c] if n else [])
+        start = sum(len(p) for p in keep)
+        if head or not self._buf or start + m > len(self._buf[0]):
+            # New buffers with room for the next fill; pages nobody writes cost no memory.
+            first = int(keep[0].timestamp[0]) if keep else (int(tail.timestamp[0]) if m else self._until)
+            room = max(start + m + self.chunk, (self._until - first) // self.step + 1)
+            old = [Candles.concat(keep)] if keep else []
+            self._buf = [np.empty(room, dtype=np.int64 if f == "timestamp" else np.float64) for f in _COLS]
+            for col, f in zip(self._buf, _COLS):
+                if old:
+                    col[:start] = getattr(old[0], f)
+            if self._vwap is not None and self._vwap_len:
+                vwap = np.empty(room)
+                vwap[:self._vwap_len] = self._vwap[:self._vwap_len]
+                self._vwap, self._vwap_at = vwap, vwap.data
+        for col, f in zip(self._buf, _COLS):
+            col[start:start + m] = getattr(tail, f)
+        self._n = start + m
+        self.c = Candles(*(col[:self._n] for col in self._buf))
+        ts = self.c.timestamp
+        self._t0 = int(ts[0]) if self._n else 0
+        self._contiguous = self._n == 0 or int(ts[-1]) - self._t0 == (self._n - 1) * self.step
+
+    def _forget_vwap(self) -> None:
+        self._vwap, self._vwap_at, self._vwap_n, self._vwap_len = None, None, 0, 0
 
     def vwap_array(self, n: int) -> np.ndarray:
-        if self._vwap is None or self._vwap_n != n:
-            self._vwap, self._vwap_n = rolling_vwap(self.c, n), n
-        return self._vwap
+        """Rolling VWAP of n candles at each cached candle (NaN before the n-th)."""
+        size = self._n
+        if self._vwap is None or self._vwap_n != n or len(self._vwap) < size:
+            self._vwap, self._vwap_n, self._vwap_len = np.empty(max(size, len(self._buf[0]) if self._buf else 0)), n, 0
+            self._vwap_at = self._vwap.data
+        if self._vwap_len < size:
+            # Values at k depend on candles k-n+1 .. k only: extend over the new candles alone.
+            done = self._vwap_len
+            back = min(done, n - 1)
+            self._vwap[done:size] = rolling_vwap(self.c[done - back:size], n)[back:]
+            self._vwap_len = size
+        return self._vwap[:size]
+
+    def price(self, aligned: int, n: int) -> float | None:
+        """The VWAP of the n candles before `aligned` when all n are cached, gap-free and valid
+        (the rolling VWAP's value there); None when average_price must look closer."""
+        if self.bad or not self._contiguous or aligned > self.hi or aligned - n * self.step < self.lo:
+            return None
+        k = -(-(aligned - self._t0) // self.step)  # = index(aligned); index(aligned - n * step) = k - n
+        if k < n or k > self._n:
+            return None
+        if self._vwap_at is None or self._vwap_n != n or self._vwap_len < k:
+            self.vwap_array(n)
+        assert self._vwap_at is not None
+        price: float = self._vwap_at[k - 1]
+        return price
+
+
+_COLS = Candles.__slots__
 
 
 class _Book:
@@ -511,7 +575,7 @@ class ExchangeClient:
         c = Candles.concat(parts)
         if hi <= lo and not len(c) and data_end is None:
             return
-        store.write(self.name, key, interval, {f: getattr(c, f) for f in c.__slots__},
+        store.write(self.name, key, interval, {f: getattr(c, f) for f in _COLS},
                     covered=(lo, hi), now_ms=now, data_end=data_end)
 
     def _read_store(self, store: Any, key: str, symbol: str, interval: str, start: int,
@@ -573,7 +637,7 @@ class ExchangeClient:
             return await self._live_range(symbol, interval, start, end, step)
         s = await self._covered(symbol, interval, start, end)
         self._check(s, start, end)
-        return s.c[s.index(start): s.index(end)]
+        return s.c.view(s.index(start), s.index(end))
 
     async def _live_range(self, symbol: str, interval: str, start: int, end: int, step: int) -> Candles:
         """Every closed candle of [start, end), page after page, so a window larger than the venue's
@@ -589,7 +653,9 @@ class ExchangeClient:
         if bad:
             raise self._failed(CandleFetchError(bad[min(bad)], exchange=self.name, symbol=symbol,
                                                 interval=interval, permanent=True))
-        return Candles.concat(parts)
+        c = Candles.concat(parts)
+        # Pages may hold the exchange's own arrays: strategy code gets a copy of its own.
+        return Candles(*(np.array(getattr(c, f)) for f in _COLS)) if len(parts) == 1 else c
 
     async def _covered(self, symbol: str, interval: str, start: int, end: int) -> _Series:
         s = self._series.get((symbol, interval))
@@ -633,8 +699,16 @@ class ExchangeClient:
         if s is not None and s.lo <= start and aligned <= s.hi:  # the common, cached case
             if s.bad:
                 self._check(s, start, aligned)
-            return s.c[s.index(start): s.index(aligned)]
+            return s.c.view(s.index(start), s.index(aligned))
         return await self.range(symbol, interval, start, aligned)
+
+    def series(self, symbol: str, interval: str) -> _Series:
+        """The cached series of (symbol, interval), empty until a window asks for candles (backtests:
+        `price` answers average_price at once for a window the cache holds whole)."""
+        s = self._series.get((symbol, interval))
+        if s is None:
+            s = self._series[(symbol, interval)] = _Series(interval_ms(interval))
+        return s
 
     async def average_price(self, symbol: str, when: int) -> float:
         """VWAP of the last CC_AVG_PRICE_CANDLES_COUNT closed 1m candles at `when`."""

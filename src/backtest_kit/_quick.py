@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from . import _registry as registry
 from ._candles import to_candles
@@ -28,6 +28,9 @@ from ._report.html import backtest_page
 from ._time import MINUTE_MS, to_ms
 from .demo import ArrayExchange
 from .errors import ValidationError
+
+if TYPE_CHECKING:  # pandas loads on first use: `import backtest_kit` stays light
+    import pandas as pd
 
 _calls = itertools.count(1)
 
@@ -115,11 +118,11 @@ async def _go(name: str, symbol: str) -> BacktestResult:
 def _candles(candles: Any) -> np.ndarray:
     if isinstance(candles, (str, os.PathLike)):
         return load_candles(Path(candles))
-    if isinstance(candles, pd.DataFrame) and "timestamp" not in candles.columns and \
-            isinstance(candles.index, pd.DatetimeIndex):
-        candles = candles.rename_axis("timestamp").reset_index()  # a time-indexed frame
-        candles["timestamp"] = candles["timestamp"].map(lambda t: to_ms(t.to_pydatetime()))
-    if isinstance(candles, pd.DataFrame):
+    pd = sys.modules.get("pandas")  # a DataFrame given means pandas is loaded; never load it to check
+    if pd is not None and isinstance(candles, pd.DataFrame):
+        if "timestamp" not in candles.columns and isinstance(candles.index, pd.DatetimeIndex):
+            candles = candles.rename_axis("timestamp").reset_index()  # a time-indexed frame
+            candles["timestamp"] = candles["timestamp"].map(lambda t: to_ms(t.to_pydatetime()))
         candles = candles.rename(columns=str.lower)
     c = to_candles(candles)
     arr = np.column_stack([c.timestamp, c.open, c.high, c.low, c.close, c.volume]).astype(np.float64)

@@ -12,7 +12,8 @@ import asyncio
 import dataclasses
 import inspect
 import math
-from collections.abc import Coroutine, Generator
+from collections.abc import Awaitable, Coroutine, Generator
+from types import CoroutineType
 from typing import Any
 
 import numpy as np
@@ -76,8 +77,10 @@ class Machine:
         self.vector = VectorSource(schema, exchange, symbol) if schema.get_signals is not None else None
         self._partial: dict[str, tuple[set[int], set[int]]] = {}
         # Returned for ticks nobody observes, instead of building and publishing one each time.
-        self._quiet_idle = IdleResult(current_price=math.nan, symbol=symbol, strategy_name=self.strategy_name,
+        self.quiet_idle = IdleResult(current_price=math.nan, symbol=symbol, strategy_name=self.strategy_name,
                                       exchange_name=exchange.name, backtest=self.backtest)
+        # Backtests price most ticks straight from the cached 1m series (see _tick_idle).
+        self._minutes = exchange.series(symbol, "1m") if exchange.backtest else None
         sink.persist.bind(self.snapshot)
 
     def _base(self, price: float, signal: SignalRow) -> dict[str, Any]:
@@ -264,15 +267,21 @@ class Machine:
         try:
             if self.scheduled is not None or self.pending is not None:
                 return await self._tick_watch(when)
-            return await self._tick_idle(when)
+            # Idle (most ticks of a backtest): price the tick, ask the strategy, act on its signal.
+            minutes = self._minutes
+            price = None if minutes is None else minutes.price(when // MINUTE_MS * MINUTE_MS,
+                                                               cfg.CC_AVG_PRICE_CANDLES_COUNT)
+            if price is None:  # not in the cache as a whole window: fetch it (or fail here, before asking)
+                price = await self.exchange.average_price(self.symbol, when)
+            row = None if self.stopped else await self._new_signal(when, price)
+            if row is None:
+                return await self._idle(price) if self.sink.observes_ticks else self.quiet_idle
+            return await self._tick_idle(row, when, price)
         finally:
             leave(token)
 
-    async def _tick_idle(self, when: int) -> TickResult:
-        price = await self.exchange.average_price(self.symbol, when)
-        row = None if self.stopped else await self._new_signal(when, price)
-        if row is None:
-            return await self._idle(price)
+    async def _tick_idle(self, row: SignalRow, when: int, price: float) -> TickResult:
+        """The strategy gave `row` at `when`: open it, place it as a waiting order, or drop it."""
         if self.backtest and not await self._candles_after(when):
             # D21: the data has ended; a trade opened now could only close before it opened.
             self.data_ended = True
@@ -308,7 +317,7 @@ class Machine:
 
     async def _idle(self, price: float) -> IdleResult:
         if not self.sink.observes_ticks:
-            return self._quiet_idle
+            return self.quiet_idle
         result = IdleResult(current_price=price, symbol=self.symbol, strategy_name=self.strategy_name,
                             exchange_name=self.exchange.name, backtest=self.backtest)
         await self.sink.apply(result)
@@ -430,12 +439,20 @@ class Machine:
             return None
         self.last_bucket = bucket
         try:
-            if self.vector is not None:
-                asked = self.vector.signal_at(when)
+            if self.vector is not None:  # its arrays (live: recomputed on the recent history)
+                value: Any = self.vector.signal_at(when)
             else:
                 assert self.schema.get_signal is not None
-                asked = self.schema.get_signal(self.symbol, to_datetime(when))
-            value = await _with_timeout(asked, cfg.CC_MAX_SIGNAL_GENERATION_SECONDS)
+                value = self.schema.get_signal(self.symbol, to_datetime(when))
+            if type(value) is CoroutineType:
+                try:
+                    suspended = value.send(None)
+                except StopIteration as done:  # finished without suspending: all candles were cached
+                    value = done.value
+                else:  # it waits for something: only now is the timeout worth its timer
+                    value = await _timed(_Resumed(value, suspended), cfg.CC_MAX_SIGNAL_GENERATION_SECONDS)
+            elif inspect.isawaitable(value):
+                value = await _timed(value, cfg.CC_MAX_SIGNAL_GENERATION_SECONDS)
             if value is None:
                 return None
             sig = to_signal(value)
@@ -505,20 +522,9 @@ def _whole(minutes: object) -> Any:
     return int(minutes) if isinstance(minutes, float) and minutes.is_integer() else minutes
 
 
-async def _with_timeout(value: object, seconds: float) -> Any:
-    """Await `value` under a timeout; a coroutine that finishes without suspending (the usual
-    backtest case, all candles cached) skips the timer machinery entirely."""
-    if not inspect.isawaitable(value):
-        return value
-    if not inspect.iscoroutine(value):
-        async with asyncio.timeout(seconds):
-            return await value
-    try:
-        yielded = value.send(None)
-    except StopIteration as done:
-        return done.value
+async def _timed(value: Awaitable[Any], seconds: float) -> Any:
     async with asyncio.timeout(seconds):
-        return await _Resumed(value, yielded)
+        return await value
 
 
 class _Resumed:

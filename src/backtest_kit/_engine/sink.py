@@ -68,6 +68,7 @@ class Sink:
         self.persist: Persist = persist or NoPersist()
         self.account = account if account is not None else Account()
         self._cb = {name: callback(schema.callbacks, name) for name in _CALLBACKS}
+        self._tick_callbacks = self._cb["on_tick"] is not None or self._cb["on_idle"] is not None
         self._topic = "signal_backtest" if backtest else "signal_live"
 
     # --- who is listening (the machine skips work nobody sees) --------------------------
@@ -75,8 +76,7 @@ class Sink:
     @property
     def observes_ticks(self) -> bool:
         """True when someone sees idle ticks, so no frame may be skipped."""
-        return (hub.has(self._topic) or hub.has("signal")
-                or self._cb["on_tick"] is not None or self._cb["on_idle"] is not None)
+        return self._tick_callbacks or hub.has(self._topic) or hub.has("signal")
 
     @property
     def observes_progress(self) -> bool:

@@ -7,9 +7,12 @@ import html
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas loads on first use: `import backtest_kit` stays light
+    import pandas as pd
 
 from .._config import cfg
 from .._equity import EquityStats, TradeArrays, equity_curve, equity_statistics, exposure_mask, resample_last
@@ -153,6 +156,8 @@ def equity_block(closed: Sequence[ClosedResult], ts: np.ndarray, close: np.ndarr
     if not len(ts):
         return None
     eq, exposed = equity_series(closed, ts, close, initial_capital)
+    import pandas as pd
+
     return equity_statistics(resample_last(ts, eq, "1m"), initial_capital=initial_capital,
                              annualization_days=cfg.CC_ANNUALIZATION_DAYS,
                              exposure_pct=float(exposed.mean() * 100),
@@ -161,6 +166,8 @@ def equity_block(closed: Sequence[ClosedResult], ts: np.ndarray, close: np.ndarr
 
 def trades_frame(closed: Sequence[ClosedResult]) -> pd.DataFrame:
     """Closed trades as a DataFrame (one row each, in close order)."""
+    import pandas as pd
+
     rows = []
     for t in closed:
         s, q = t.signal, t.signal.quantity or 0.0

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas loads on first use: `import backtest_kit` stays light
+    import pandas as pd
 
 from .. import _logging
 from .. import _registry as registry
 from .._candles import Candles
+from .._config import cfg
 from .._engine import risk
 from .._engine.account import Account
 from .._engine.machine import Machine
@@ -59,8 +63,7 @@ class FrameLoop:
     def __init__(self, machine: Machine, frames: np.ndarray, exchange_name: str, timer: Timer):
         self.machine = machine
         self.sink = machine.sink
-        self.frames = frames
-        self.n = len(frames)
+        self.n = len(frames)  # frames are evenly spaced: kept as first + i * step, not as the array
         self.exchange_name = exchange_name
         self.timer = timer
         self.i = 0
@@ -69,10 +72,17 @@ class FrameLoop:
         self._last_pct = -1
         self._first = int(frames[0]) if self.n else 0
         self._fstep = int(frames[1] - frames[0]) if self.n > 1 else 1
+        if self.n:  # the 1m cache makes room once for the whole frame and the longest signal after it
+            after = max(cfg.CC_MAX_SIGNAL_LIFETIME_MINUTES, cfg.CC_SCHEDULE_AWAIT_MINUTES) + 1
+            machine.exchange.series(machine.symbol, "1m").expect(self._last + after * MINUTE_MS)
+
+    @property
+    def _last(self) -> int:
+        return self._first + (self.n - 1) * self._fstep
 
     @property
     def next_time(self) -> int | None:
-        return None if self.done else int(self.frames[self.i])
+        return None if self.done else self._first + self.i * self._fstep
 
     def _at_or_after(self, t: int) -> int:
         """Index of the first frame >= t (frames are evenly spaced)."""
@@ -84,24 +94,29 @@ class FrameLoop:
         if i >= self.n:
             self.done = True
 
+    def _next_bucket(self, when: int) -> None:
+        """On to the first frame at or after the machine's next ask: the next get_signal bucket, or
+        the next bar a vectorised strategy's arrays hold a signal for (the index only grows)."""
+        self._go(self._at_or_after(self.machine.next_ask(when)))
+
     async def step(self) -> Outcome | None:
         """Handle frame `i`: skip a throttled idle bucket, or tick; returns what closed or was cancelled."""
-        state, sink, i, n = self.machine, self.sink, self.i, self.n
-        when = int(self.frames[i])
+        state, i, n = self.machine, self.i, self.n
+        when = self._first + i * self._fstep  # frames are evenly spaced
         if self.progress_on and i * 100 // n > self._last_pct:
             self._last_pct = i * 100 // n
             await hub.emit("backtest_progress", ProgressEvent(self.exchange_name, state.strategy_name, state.symbol,
                                                              n, i, i / n))
-        observed = sink.observes_ticks  # listeners may come and go during a run
         if state.pending is None and state.scheduled is None:
             if state.stopped:
                 self.done = True
                 return None
-            if not observed and not state.may_ask(when):
+            if not state.may_ask(when) and not self.sink.observes_ticks:  # listeners may come and go
                 # Nothing open, nothing waiting, get_signal throttled: skip to the next bucket.
-                self._go(self._at_or_after(state.next_ask(when)))
+                self._next_bucket(when)
                 return None
-        frame_started = time.perf_counter()
+        timed = hub.has("performance")  # per-frame samples only for listeners: a year has half a million frames
+        frame_started = time.perf_counter() if timed else 0.0
         exchange = state.exchange
         try:
             result = await state.tick(when)
@@ -112,13 +127,18 @@ class FrameLoop:
         except Exception as e:  # noqa: BLE001 - a failed frame is reported and skipped
             if exchange.failure is not None:  # a candle fetch failed after its retries: fail the run
                 raise exchange.failure from exchange.failure.__cause__
-            await sink.error(e, f"Backtest {state.symbol} {state.strategy_name} at {to_datetime(when).isoformat()}")
+            await self.sink.error(e, f"Backtest {state.symbol} {state.strategy_name} at "
+                                     f"{to_datetime(when).isoformat()}")
             self._go(i + 1)
             return None
         if exchange.failure is not None:  # also when strategy code caught it: no silent differences
             raise exchange.failure
+        if result is state.quiet_idle and not (timed or state.stopped or state.data_ended):
+            self._next_bucket(when)  # the usual frame: nothing happened, and nobody watches idle ticks
+            return None
         outcome: Outcome | None = None
-        if result.action == "opened" or (result.action == "scheduled" and not state.stopped):
+        action = result.action
+        if action == "opened" or (action == "scheduled" and not state.stopped):
             # (a limit order placed while a stop is pending is dropped by the next tick instead)
             signal_started = time.perf_counter()
             try:
@@ -126,29 +146,29 @@ class FrameLoop:
             except Exception as e:  # noqa: BLE001 - the signal stays; later ticks watch it
                 if exchange.failure is not None:
                     raise exchange.failure from exchange.failure.__cause__
-                await sink.error(e, f"Backtest {state.symbol} {state.strategy_name} fast path")
+                await self.sink.error(e, f"Backtest {state.symbol} {state.strategy_name} fast path")
             await self.timer.sample("backtest_signal", signal_started)
         elif result.action == "closed" or result.action == "cancelled":
             outcome = result  # D20: tick-level closes are yielded too
-        await self.timer.sample("backtest_timeframe", frame_started)
+        if timed:
+            await self.timer.sample("backtest_timeframe", frame_started)
         if outcome is not None:
             # D3: resume at the first frame at or after close + 1 minute.
             self._go(self._at_or_after(outcome.close_timestamp + MINUTE_MS))
             return outcome
-        if result.action == "idle":
+        if action == "idle":
             if state.stopped or state.data_ended:
                 self.done = True
                 return None
-            if not observed:
-                self._go(self._at_or_after(state.next_ask(when)))
+            if result is state.quiet_idle:  # nobody sees idle ticks: on to the next bucket
+                self._next_bucket(when)
                 return None
         self._go(i + 1)
         return None
 
     async def finish(self) -> None:
-        frames = self.frames
         if self.n:  # gaps met in the frame's 1m data, for the statistics and the report
-            self.sink.run.gaps = self.machine.exchange.frame_gaps(self.machine.symbol, int(frames[0]), int(frames[-1]))
+            self.sink.run.gaps = self.machine.exchange.frame_gaps(self.machine.symbol, self._first, self._last)
         if self.progress_on:
             await hub.emit("backtest_progress", ProgressEvent(self.exchange_name, self.machine.strategy_name,
                                                              self.machine.symbol, self.n, self.n, 1.0))
@@ -294,6 +314,8 @@ class BacktestUtils(Facade[Instance]):
         run = self._run(symbol, strategy_name, "get_equity")
         marks = await marks_of(run, "Backtest.get_equity") if run is not None else None
         if run is None or marks is None or not len(marks[0]):
+            import pandas as pd
+
             return pd.Series([], dtype=float, index=pd.DatetimeIndex([], tz="UTC"), name="equity")
         eq, _ = equity_series(run.closed, *marks, run.initial_capital)
         return resample_last(marks[0], eq, freq).rename("equity")  # type: ignore[arg-type]

@@ -10,9 +10,12 @@ import heapq
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas loads on first use: `import backtest_kit` stays light
+    import pandas as pd
 
 from .. import _registry as registry
 from .._config import cfg
