@@ -113,7 +113,10 @@ def _status(msg: str) -> dict[str, Any]:
 def run_child(cmd: list[str], *, env: dict[str, str], cwd: str, timeout: float) -> tuple[dict[str, Any], float]:
     """Run `cmd` to its end; its last JSON line and its own peak memory in MB (wait4's ru_maxrss)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
+        try:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
+        except OSError as e:  # e.g. --python names no interpreter
+            return _status(f"cannot start {cmd[0]}: {e.strerror}"), 0.0
         timed_out = threading.Event()
 
         def kill() -> None:
