@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._hub import listen, listen_once
+from ._tabular import Tabular
 
 if TYPE_CHECKING:
     from ._engine.stats import BacktestStatistics
@@ -266,7 +267,7 @@ class WalkerProgressEvent:
 
 
 @dataclass(slots=True, frozen=True)
-class StrategyResult:
+class StrategyResult(Tabular):
     strategy_name: str
     stats: BacktestStatistics
     metric_value: float | None
@@ -288,14 +289,14 @@ class WalkerComplete:
 
 
 @dataclass(slots=True, frozen=True)
-class WalkerStatistics(WalkerComplete):
+class WalkerStatistics(WalkerComplete, Tabular):
     """Walker.get_data: the comparison of one walk on one symbol (D11)."""
 
     strategy_results: list[StrategyResult] = field(default_factory=list)
 
 
 @dataclass(slots=True, frozen=True)
-class SweepTrial:
+class SweepTrial(Tabular):
     """One point of a sweep: its parameters, the metric and the backtest statistics. A failed trial has
     `metric_value` None and `error` (its traceback); a trial read back from an Optuna storage
     (`resumed`) keeps its numeric statistics but not its signal list."""
@@ -333,7 +334,7 @@ class SweepProgress:
 
 
 @dataclass(slots=True, frozen=True)
-class SweepStatistics:
+class SweepStatistics(Tabular):
     """Sweep.get_data: every trial, best first (None metrics last, ties by trial number)."""
 
     sweep_name: str
@@ -348,7 +349,7 @@ class SweepStatistics:
 
 
 @dataclass(slots=True, frozen=True)
-class WalkForwardWindow:
+class WalkForwardWindow(Tabular):
     """One walk-forward step: the train window's winner traded on the test window (times in ms, half-open)."""
 
     index: int
@@ -375,7 +376,7 @@ class WalkForwardProgress:
 
 
 @dataclass(slots=True, frozen=True)
-class WalkForwardStatistics:
+class WalkForwardStatistics(Tabular):
     """WalkForward.get_data: per-window metrics, the stitched out-of-sample statistics and overfitting signs.
 
     `efficiency`: mean out-of-sample metric / mean in-sample metric. `below_median_share`: share of windows

@@ -28,6 +28,7 @@ from .._exchange import ExchangeClient
 from .._report.backtest import equity_lines, summary_lines
 from .._report.html import comparison_page, equity_curve_of
 from .._report.table import fmt_num, fmt_pct
+from .._tabular import Tabular
 from ..errors import ValidationError
 from ..events import ClosedResult, DoneEvent, Outcome
 from .backtest import FrameLoop, marks_of, open_loop
@@ -35,7 +36,7 @@ from .base import BackgroundRun, Facade, Instance, check_format, check_freq
 
 
 @dataclass(slots=True)
-class PortfolioRow:
+class PortfolioRow(Tabular):
     """One symbol and strategy of a portfolio."""
 
     symbol: str

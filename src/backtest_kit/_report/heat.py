@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 
 from .. import _registry as registry
 from .._engine.stats import STD_EPSILON
+from .._tabular import Tabular
 from ..events import ClosedResult
 from .source import RunSource, default_runs, dump_report
 from .table import Column, fmt_num, fmt_pct, render_table
 
 
 @dataclass(slots=True)
-class HeatmapRow:
+class HeatmapRow(Tabular):
     """Statistics of one symbol's closed trades (percentages are PnL %)."""
 
     symbol: str
@@ -36,7 +37,7 @@ class HeatmapRow:
 
 
 @dataclass(slots=True)
-class HeatmapStatistics:
+class HeatmapStatistics(Tabular):
     symbols: list[HeatmapRow] = field(default_factory=list)  # HeatmapRow, best Sharpe first, undefined last
     total_symbols: int = 0
     portfolio_total_pnl: float | None = None

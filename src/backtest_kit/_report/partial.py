@@ -6,13 +6,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .._engine.runs import Run
+from .._tabular import Tabular
 from ..events import PartialEvent
 from .source import InstanceReport
 from .table import Column, fmt_price, fmt_time, render_table
 
 
 @dataclass(slots=True)
-class PartialStatistics:
+class PartialStatistics(Tabular):
     event_list: list[PartialEvent] = field(default_factory=list)
     total_events: int = 0
     total_profit: int = 0

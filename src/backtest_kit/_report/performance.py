@@ -7,13 +7,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .._engine.runs import Run
+from .._tabular import Tabular
 from ..events import PerformanceEvent
 from .source import InstanceReport
 from .table import Column, render_table, to_fixed
 
 
 @dataclass(slots=True)
-class MetricStats:
+class MetricStats(Tabular):
     """Duration and wait-time statistics (ms) of one metric type."""
 
     metric_type: str
@@ -32,7 +33,7 @@ class MetricStats:
 
 
 @dataclass(slots=True)
-class PerformanceStatistics:
+class PerformanceStatistics(Tabular):
     strategy_name: str
     total_events: int = 0
     total_duration: float = 0.0

@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from .._config import cfg
 from .._engine.runs import Run
 from .._signal import plain_note
+from .._tabular import Tabular
 from ..events import RiskEvent
 from .source import InstanceReport
 from .table import Column, fmt_price, fmt_time, render_table
 
 
 @dataclass(slots=True)
-class RiskStatistics:
+class RiskStatistics(Tabular):
     event_list: list[RiskEvent] = field(default_factory=list)
     total_rejections: int = 0
     by_symbol: dict[str, int] = field(default_factory=dict)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from .._config import cfg
 from .._engine.runs import Run
 from .._signal import plain_note
+from .._tabular import Tabular
 from ..events import CancelledResult, OpenedResult, ScheduledResult, SignalRow, TickResult
 from .source import InstanceReport
 from .table import Column, fmt_num, fmt_price, fmt_time, js_round, render_table
@@ -32,7 +33,7 @@ class ScheduledEvent:
 
 
 @dataclass(slots=True)
-class ScheduleStatistics:
+class ScheduleStatistics(Tabular):
     event_list: list[ScheduledEvent] = field(default_factory=list)
     total_events: int = 0
     total_scheduled: int = 0
