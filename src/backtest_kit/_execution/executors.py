@@ -153,7 +153,7 @@ _installed: dict[str, str] = _state.register("ray_shipment", {})
 
 
 def _install(payload: bytes) -> None:
-    import cloudpickle
+    from ray import cloudpickle  # Ray's own copy: the one its workers have
 
     shipment: _Shipment = cloudpickle.loads(payload)
     _state.reset_all()
@@ -211,8 +211,8 @@ class RayExecutor(_Pool):
 
     async def start(self, scope: Scope) -> None:
         try:
-            import cloudpickle
             import ray
+            from ray import cloudpickle
         except ImportError:
             raise ValidationError("executor='ray' needs Ray: pip install 'backtest-kit[ray]'") from None
         await prewarm(scope)
