@@ -39,13 +39,16 @@ def _crash() -> None:
     raise Crash
 
 
+Written = list[tuple[str, Any]]  # (kind, document) of each state write, in order
+
+
 def _life(state_dir: Path, register: Callable[[Any], None], run: Callable[[], Awaitable[None]],
-          kill_after: int, written: list[dict[str, Any]]) -> bool:
+          kill_after: int, written: Written) -> bool:
     """One process life on `state_dir`: a fresh library, everything registered again, the run
     until its end (False) or until it dies after its `kill_after`-th write (True)."""
     bk.reset()
     backend = CrashAfterWrites(bk.FileBackend(state_dir), kill_after, _crash,
-                               lambda kind, key, value: written.append(json.loads(json.dumps(value))))
+                               lambda kind, key, value: written.append((kind, json.loads(json.dumps(value)))))
     register(backend)
     try:
         asyncio.run(run())
@@ -54,23 +57,36 @@ def _life(state_dir: Path, register: Callable[[Any], None], run: Callable[[], Aw
     return False
 
 
-def canonical(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The documents with each signal id (random per process) replaced by the order in which it
+def canonical(written: Written) -> Written:
+    """The writes with each signal id (random per process) replaced by the order in which it
     first appears, so a position restored under its id stays the same trade and a reopened one
-    would not."""
+    would not. A risk book rewritten unchanged is left out: a restart writes the book again
+    from the restored position, which changes nothing when it was saved before the kill."""
     names: dict[str, str] = {}
 
-    def sig(row: dict[str, Any] | None) -> dict[str, Any] | None:
-        if row is None:
-            return None
-        return {**row, "id": names.setdefault(row["id"], f"#{len(names) + 1}")}
+    def name(sid: str) -> str:
+        return names.setdefault(sid, f"#{len(names) + 1}")
 
-    out = []
-    for d in docs:
-        out.append({**d, "pending": sig(d["pending"]), "scheduled": sig(d["scheduled"]),
-                    "partial": {names.setdefault(k, f"#{len(names) + 1}"): v for k, v in d["partial"].items()},
-                    "journal": [{**e, "signal": sig(e["signal"])} for e in d["journal"]]})
+    def sig(row: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if row is None else {**row, "id": name(row["id"])}
+
+    out: Written = []
+    last_risk = None
+    for kind, d in written:
+        if kind == "risk":
+            if d == last_risk:
+                continue
+            last_risk = d
+            out.append((kind, [{**p, "signal": sig(p["signal"])} for p in d]))
+            continue
+        out.append((kind, {**d, "pending": sig(d["pending"]), "scheduled": sig(d["scheduled"]),
+                           "partial": {name(k): v for k, v in d["partial"].items()},
+                           "journal": [{**e, "signal": sig(e["signal"])} for e in d["journal"]]}))
     return out
+
+
+def _live(written: Written) -> list[dict[str, Any]]:
+    return [d for kind, d in written if kind == "live"]
 
 
 def _multi_write_ticks(docs: list[dict[str, Any]]) -> list[int]:
@@ -79,31 +95,42 @@ def _multi_write_ticks(docs: list[dict[str, Any]]) -> list[int]:
 
 
 def _every_crash_point(tmp_path: Path, register: Callable[[Any], None],
-                       run: Callable[[], Awaitable[None]]) -> tuple[list[dict[str, Any]], int]:
-    """Kill after each write k of the reference, restart once; every run must write exactly the
-    reference's documents. Returns the reference's documents and the number of crash points."""
-    reference: list[dict[str, Any]] = []
+                       run: Callable[[], Awaitable[None]]) -> Written:
+    """Kill after each write k of the reference and restart: each crashed-and-restarted run must
+    write exactly the reference's documents, in order. Returns the reference's writes."""
+    reference: Written = []
     assert not _life(tmp_path / "reference", register, run, 0, reference)
     assert reference, "the run writes nothing"
     for k in range(1, len(reference) + 1):
-        written: list[dict[str, Any]] = []
+        written: Written = []
         state = tmp_path / f"kill-{k}"
         assert _life(state, register, run, k, written), k
         assert len(written) == k
         assert not _life(state, register, run, 0, written)  # the restart runs to the end
         assert canonical(written) == canonical(reference), f"killed after write {k}"
-        last = written[-1]
+        last = _live(written)[-1]  # and that is what the file holds
         assert json.loads((state / "live" / f"{last['symbol']}_{last['strategy_name']}.json").read_text()) == last
-    return reference, len(reference)
+    return reference
 
 
-def test_a_kill_after_any_write_of_a_replay_resumes_to_the_same_writes(tmp_path):
-    reference, points = _every_crash_point(tmp_path, register_replay, lambda: run_replay(end_ms=SHORT_END))
-    journal = reference[-1]["journal"]
-    assert points >= 15 and len(journal) >= 6  # the short replay really trades
+@pytest.mark.parametrize("variant", ["as the child", "risk profile and partial levels"])
+def test_a_kill_after_any_write_of_a_replay_resumes_to_the_same_writes(tmp_path, variant):
+    risk = variant != "as the child"
+
+    def register(backend: Any) -> None:
+        register_replay(backend, risk_name="book" if risk else None)
+        if risk:  # someone listens, so each new 10 % level toward TP or SL is saved as it is reached
+            bk.listen_partial_profit(lambda event: None)
+            bk.listen_partial_loss(lambda event: None)
+
+    reference = _every_crash_point(tmp_path, register, lambda: run_replay(end_ms=SHORT_END))
+    docs = _live(reference)
+    assert len(docs) >= 15 and len(docs[-1]["journal"]) >= 6  # the short replay really trades
     # It holds the crash point that used to lose a trade: a close and a new open in one tick (D3).
-    same_tick = _multi_write_ticks(reference)
-    assert same_tick and all(reference[k - 1]["pending"] is None and reference[k]["pending"] for k in same_tick)
+    assert any(docs[k - 1]["pending"] is None and docs[k]["pending"] for k in _multi_write_ticks(docs))
+    if risk:
+        kinds = {kind for kind, _ in reference}
+        assert kinds == {"live", "risk"} and any(d["partial"] for d in docs), kinds
 
 
 def test_a_marketable_order_through_its_stop_is_cancelled_even_if_killed_in_between(tmp_path):
@@ -112,10 +139,8 @@ def test_a_marketable_order_through_its_stop_is_cancelled_even_if_killed_in_betw
     restart must still cancel it at minute 20 at 100 — the market then jumps to 102, where the
     order would otherwise wait and end differently."""
     candles = flat_market(200, prices={i: 102.0 for i in range(20, 200)})
-    asked: list[int] = []
 
     def get_signal(symbol: str, when: Any) -> dict[str, Any] | None:
-        asked.append(int(when.timestamp() * 1000))
         if int(when.timestamp() * 1000) != T0 + 20 * M:
             return None
         return {"position": "long", "price_open": 101.0, "price_take_profit": 103.0,
@@ -131,10 +156,10 @@ def test_a_marketable_order_through_its_stop_is_cancelled_even_if_killed_in_betw
         async for _ in bk.Live.run("BTC", strategy_name="s", exchange_name="ex", clock=clock):
             pass
 
-    reference, points = _every_crash_point(tmp_path, register, run)
-    assert points == 2 and _multi_write_ticks(reference) == [1]
-    assert reference[0]["scheduled"]["price_open"] == 101.0 and reference[1]["scheduled"] is None
-    [cancelled] = reference[-1]["journal"]
+    docs = _live(_every_crash_point(tmp_path, register, run))
+    assert len(docs) == 2 and _multi_write_ticks(docs) == [1]
+    assert docs[0]["scheduled"]["price_open"] == 101.0 and docs[1]["scheduled"] is None
+    [cancelled] = docs[-1]["journal"]
     assert (cancelled["action"], cancelled["close_timestamp"], cancelled["current_price"]) == (
         "cancelled", T0 + 20 * M, 100.0)
 
@@ -147,8 +172,8 @@ def _child(state_dir: Path, log: Path, kill_after: int = 0) -> subprocess.Comple
                           env=env, timeout=120)
 
 
-def _logged(log: Path) -> list[dict[str, Any]]:
-    return [json.loads(line)["value"] for line in log.read_text().splitlines()]
+def _logged(log: Path) -> Written:
+    return [(w["kind"], w["value"]) for w in map(json.loads, log.read_text().splitlines())]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
@@ -157,7 +182,8 @@ def test_sigkill_inside_a_tick_of_the_child_replay_resumes_to_the_same_writes(tm
     assert p.returncode == 0 and p.stdout.strip().endswith("done"), p.stderr
     assert f"backtest_kit {Path(bk.__file__).resolve()}" in p.stderr.splitlines()  # the code under test
     reference = _logged(tmp_path / "reference.jsonl")
-    points = _multi_write_ticks(reference)
+    assert {kind for kind, _ in reference} == {"live"}  # so k counts the live writes
+    points = _multi_write_ticks(_live(reference))
     assert points  # the replay has ticks that write twice (a close, then the next open)
     for k in points:
         state, log = tmp_path / f"kill-{k}", tmp_path / f"kill-{k}.jsonl"

@@ -63,11 +63,14 @@ class CrashAfterWrites:
         return str(self.inner.describe(kind, key))
 
 
-def register_replay(backend: Any) -> None:
-    """What the process registers at start: the state backend, the replayed exchange, the rule."""
+def register_replay(backend: Any, risk_name: str | None = None) -> None:
+    """What the process registers at start: the state backend, the replayed exchange, the rule
+    (with `risk_name`, under a risk profile of that name: its positions are saved too)."""
     bk.use_persist_adapter(backend)
     bk.add_exchange(exchange_name="replay", get_candles=ArrayExchange(CANDLES).get_candles)
-    bk.add_strategy(strategy_name=STRATEGY, interval="1m",
+    if risk_name is not None:
+        bk.add_risk(risk_name=risk_name, validations=[])
+    bk.add_strategy(strategy_name=STRATEGY, interval="1m", risk_name=risk_name,
                     get_signal=rule_strategy(3, 12, 0.6, 0.5, 45, shorts=True, limit_offset_pct=0.05))
 
 
