@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import signal
 import subprocess
@@ -19,6 +18,7 @@ import backtest_kit as bk
 from backtest_kit import _state
 from backtest_kit._execution.live import next_tick
 from backtest_kit.demo import ArrayExchange
+from helpers.live_child import REPLAY_END, child_env
 from helpers.market import flat_market
 
 T0 = 1_704_067_200_000
@@ -215,10 +215,9 @@ def _journal(state_dir: Path) -> tuple[list, dict | None]:
 
 
 def _child(state_dir: Path, start_ms: int | None = None) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     args = [str(state_dir)] + ([str(start_ms)] if start_ms is not None else [])
     return subprocess.Popen([sys.executable, str(CHILD), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, env=env)
+                            stderr=subprocess.DEVNULL, text=True, env=child_env())
 
 
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
@@ -281,7 +280,7 @@ def test_restart_after_downtime_replays_the_missed_candles(tmp_path):
     assert p.returncode == 0
     reference, _ = _journal(reference_dir)
     closes = {t["signal"]["note"]: t for t in reference if t["action"] == "closed"}
-    end = T0 + 1440 * M + 360 * M  # the child's replay end
+    end = REPLAY_END
     replayed: list[str] = []
     start_ms = None
     opened_seen = 0

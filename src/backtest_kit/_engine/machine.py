@@ -289,12 +289,11 @@ class Machine:
         # Rules are applied from the candle that opens at `when` on (it closes after it).
         self.evaluated_to = when // MINUTE_MS * MINUTE_MS
         if row.is_scheduled:
-            long = row.position == "long"
             if not triggered(row, price):
                 return await self._schedule(row, price)
             # D22: a limit order that is already marketable fills at the current price, as an
             # exchange would; one already through its stop-loss never opens.
-            if (price <= row.price_stop_loss) if long else (price >= row.price_stop_loss):
+            if past_stop(row, price):
                 await self._schedule(row, price)
                 return await self.cancel(price, when)
             row = dataclasses.replace(row, price_open=price, is_scheduled=False)
@@ -330,6 +329,11 @@ class Machine:
         if self.scheduled is not None and self.stopped:
             return await self.cancel(price, when)  # D18: a stop drops a waiting order at once
         aligned = when // MINUTE_MS * MINUTE_MS
+        order = self.scheduled
+        if order is not None and order.scheduled_at == aligned and triggered(order, price) and past_stop(order, price):
+            # D22 placed this order and cancels it in the same tick (two writes); a live restart
+            # killed in between redoes that tick, which must still cancel it.
+            return await self.cancel(price, when)
         start = self.evaluated_to
         if start is None:  # state saved before candles were tracked: from the signal's own time
             row = self.scheduled or self.pending
@@ -509,6 +513,11 @@ def triggered(row: SignalRow, price: float) -> bool:
     if row.order_type == "stop":
         return price >= row.price_open if long else price <= row.price_open
     return price <= row.price_open if long else price >= row.price_open
+
+
+def past_stop(row: SignalRow, price: float) -> bool:
+    """`price` is at or through the stop-loss of `row` (a long's at or below it)."""
+    return price <= row.price_stop_loss if row.position == "long" else price >= row.price_stop_loss
 
 
 def _as_signal(row: SignalRow) -> Signal:

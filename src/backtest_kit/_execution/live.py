@@ -43,6 +43,10 @@ def next_tick(when: int) -> int:
     return when - when % MINUTE_MS + ttl if ttl >= MINUTE_MS else when + ttl
 
 
+def _same_tick(when: int) -> int:
+    return when
+
+
 def _from_journal(entry: dict[str, Any], strategy_name: str, exchange_name: str, symbol: str) -> Outcome:
     row = SignalRow(**entry["signal"])
     base = dict(signal=row, current_price=entry["current_price"], symbol=symbol,
@@ -108,7 +112,11 @@ async def _live_loop(inst: Instance, symbol: str, strategy_name: str, exchange_n
             if outcome.action == "closed":
                 sink.account.closed(outcome)  # the equity later trades are sized from
         if isinstance(clock, VirtualClock) and state.cursor is not None:
-            clock.resume_after(state.cursor, next_tick)  # paper trading continues its replay
+            # Paper trading continues its replay AT the tick the state was saved in, not after it:
+            # that tick may have been killed before it finished (a close is followed by the D3 ask
+            # at the same minute; a D22 order by its cancel). Redoing it only does what is left:
+            # what it saved is restored state, so a restored position is watched, never reopened.
+            clock.resume_after(state.cursor, _same_tick)
         await state.announce_restored(clock.now_ms())
     inst.attach(state)
     timer = Timer(sink, exchange_name)
@@ -117,8 +125,8 @@ async def _live_loop(inst: Instance, symbol: str, strategy_name: str, exchange_n
             break  # end of the replay: state stays saved, like a process that exits
         when = clock.now_ms()
         started = time.perf_counter()
-        # Saved with every transition: a restarted paper replay resumes after the last one
-        # (idle ticks in between are replayed, which is harmless for a deterministic strategy).
+        # Saved with every transition: a restarted paper replay resumes at the tick of the last
+        # one (idle ticks after it are replayed, which is harmless for a deterministic strategy).
         state.cursor = when
         seen = len(run.events)
         at = when // MINUTE_MS * MINUTE_MS
