@@ -163,9 +163,13 @@ def _install(payload: bytes) -> None:
     _installed["key"] = shipment.key
 
 
-def _ray_trial(key: str, payload: bytes, spec: TrialSpec) -> TrialOutcome:
+def _ray_trial(key: str, shipment: list[Any], spec: TrialSpec) -> TrialOutcome:
+    # The shipment's ref comes in a list, so Ray does not fetch it for every task: only a worker
+    # that has not installed it yet does, once.
     if _installed.get("key") != key:
-        _install(payload)
+        import ray
+
+        _install(ray.get(shipment[0]))
     return portable(asyncio.run(run_trial(spec)))
 
 
@@ -237,7 +241,7 @@ class RayExecutor(_Pool):
         self._remote = ray.remote(_ray_trial)
 
     async def _submit(self, spec: TrialSpec) -> TrialOutcome:
-        ref = self._remote.remote(self._key, self._ref, spec)
+        ref = self._remote.remote(self._key, [self._ref], spec)
         outcome: TrialOutcome = await asyncio.wrap_future(ref.future())
         return outcome
 
