@@ -308,3 +308,26 @@ def test_drawdown_metrics_are_minimised():
     bk.reset()
     optuna = _sweep(search="optuna", trials=8, metric="max_drawdown_pct", space={"fast": (3, 12), "slow": [30, 60]})
     assert optuna.best.metric_value == min(t.metric_value for t in optuna.trials)
+
+
+def test_background_sweep_fires_done_once_and_lists_its_instance():
+    _market()
+    bk.add_sweep("sw", make, SPACE, exchange_name="syn", frame_name="f", interval="5m", metric="total_pnl")
+
+    async def main():
+        done = []
+        finished = asyncio.Event()
+        bk.listen_done_sweep(lambda e: (done.append(e), finished.set()))
+        progress = []
+        bk.listen_sweep(progress.append)
+        bk.Sweep.background("BTCUSDT", sweep_name="sw")
+        with pytest.raises(bk.BacktestKitError, match="already running"):
+            bk.Sweep.background("BTCUSDT", sweep_name="sw")
+        await asyncio.wait_for(finished.wait(), 60)
+        listed = await bk.Sweep.list()
+        return done, progress, listed, await bk.Sweep.get_data("BTCUSDT", "sw")
+
+    done, progress, listed, data = asyncio.run(main())
+    assert len(done) == 1 and done[0].strategy_name == "sw"
+    assert [p.trials_done for p in progress] == [1, 2, 3, 4] and len(data.trials) == 4
+    assert [(s.symbol, s.name, s.status) for s in listed] == [("BTCUSDT", "sw", "done")]
