@@ -145,3 +145,27 @@ def test_a_frame_shorter_than_one_window_is_refused_at_run():
     bk.add_walk_forward("orphan", "missing", train="3d", test="1d")
     with pytest.raises(bk.ValidationError, match="sweep 'missing' not found.*referenced by walk-forward 'orphan'"):
         bk.WalkForward.run("BTCUSDT", walk_name="orphan")
+
+
+def test_walk_forward_with_an_optuna_search_per_window(tmp_path):
+    pytest.importorskip("optuna")
+    ex = ArrayExchange(synthetic_candles(11 * 1440, start_ms=T0 - 1440 * M))
+    bk.add_exchange(exchange_name="syn", get_candles=ex.get_candles)
+    bk.add_frame(frame_name="f", interval="1m", start_date=T0, end_date=T0 + (9 * 1440 - 1) * M)
+    journal = str(tmp_path / "wf.log")
+    bk.add_sweep("sw", make, {"fast": (3, 12), "slow": [30, 60]}, exchange_name="syn", frame_name="f",
+                 interval="5m", metric="total_pnl", search="optuna", trials=5, storage=journal)
+    bk.add_walk_forward("wf", "sw", train="3d", test="2d")
+    _, data = _walk()
+    assert len(data.windows) == 3
+    for w in data.windows:
+        assert 3 <= w.params["fast"] <= 12 and w.params["slow"] in (30, 60)
+        # the winner is the best of that window's own study
+        assert w.in_sample_metric == pytest.approx(_plain(w.params["fast"], w.params["slow"], w.train_start,
+                                                          w.train_end).total_pnl)
+    import optuna
+
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(journal))
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+    assert names == [f"sw:BTCUSDT:wf:{k}" for k in range(3)]
+    assert all(len(optuna.load_study(study_name=n, storage=storage).trials) == 5 for n in names)
