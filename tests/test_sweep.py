@@ -293,6 +293,7 @@ def test_a_trial_without_trades_has_no_metric_and_is_ranked_last():
 @pytest.fixture(scope="module")
 def ray_local():
     ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # CI reaches the package registries only
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
