@@ -143,7 +143,7 @@ class _Series:
     """
 
     __slots__ = ("c", "lo", "hi", "step", "_t0", "_n", "_contiguous", "_buf", "_vwap", "_vwap_at", "_vwap_n",
-                 "_vwap_len", "bad", "_bad_ts", "end", "later", "chunk", "_until")
+                 "_vwap_len", "bad", "_bad_ts", "end", "later", "chunk", "_until", "clean_from", "clean_to")
 
     def __init__(self, step: int) -> None:
         self.c = Candles.empty()
@@ -163,6 +163,9 @@ class _Series:
         self.later: int | None = None  # open time of a candle known to exist after an empty stretch
         self.chunk = CHUNK  # candles of the next forward fill
         self._until = 0  # open time up to which runs expect to read (room is made for it at once)
+        # Open times [clean_from, clean_to) hold a candle at every step and none invalid: a window
+        # inside them is served straight from the columns (empty while there are gaps or bad candles).
+        self.clean_from, self.clean_to = _NOWHERE, -_NOWHERE
 
     def expect(self, until: int) -> None:
         """A run will read candles up to open time `until`: the next buffers have room for them,
@@ -197,6 +200,7 @@ class _Series:
             self._n = 0
             self._put([], c)
             self.lo, self.hi = lo, hi
+            self._clean()
             return
         before = c[: int(np.searchsorted(c.timestamp, self.lo))] if lo < self.lo else Candles.empty()
         after = c[int(np.searchsorted(c.timestamp, self.hi)):] if hi > self.hi else Candles.empty()
@@ -206,6 +210,13 @@ class _Series:
             self._put([before, self.c], after)
         elif len(after):
             self._put([], after)
+        self._clean()
+
+    def _clean(self) -> None:
+        if self._contiguous and not self.bad and self._n:
+            self.clean_from, self.clean_to = self._t0, self._t0 + self._n * self.step
+        else:
+            self.clean_from, self.clean_to = _NOWHERE, -_NOWHERE
 
     def _put(self, head: list[Candles], tail: Candles) -> None:
         """Make the series head + (the candles there now, unless head is given) + tail, writing
@@ -267,6 +278,7 @@ class _Series:
 
 
 _COLS = Candles.__slots__
+_NOWHERE = 2**62  # clean_from of a series with no clean span (and -_NOWHERE its clean_to)
 
 
 class _Book:

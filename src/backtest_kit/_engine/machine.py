@@ -13,6 +13,7 @@ import dataclasses
 import inspect
 import math
 from collections.abc import Awaitable, Coroutine, Generator
+from datetime import datetime, timedelta
 from types import CoroutineType
 from typing import Any
 
@@ -79,6 +80,9 @@ class Machine:
         # Returned for ticks nobody observes, instead of building and publishing one each time.
         self.quiet_idle = IdleResult(current_price=math.nan, symbol=symbol, strategy_name=self.strategy_name,
                                       exchange_name=exchange.name, backtest=self.backtest)
+        # The last ask's time and datetime: the next one is usually an interval later (see _datetime).
+        self._asked_ms, self._asked_at = 0, to_datetime(0)
+        self._interval = timedelta(milliseconds=self.interval_ms)
         # Backtests price most ticks straight from the cached 1m series (see _tick_idle).
         self._minutes = exchange.series(symbol, "1m") if exchange.backtest else None
         sink.persist.bind(self.snapshot)
@@ -267,18 +271,68 @@ class Machine:
         try:
             if self.scheduled is not None or self.pending is not None:
                 return await self._tick_watch(when)
-            # Idle (most ticks of a backtest): price the tick, ask the strategy, act on its signal.
+            # Idle (most ticks of a backtest): the candles that price the tick must be there before
+            # the strategy is asked; the price itself is read only when a signal or a listener needs it.
+            price: float | None = None
             minutes = self._minutes
-            price = None if minutes is None else minutes.price(when // MINUTE_MS * MINUTE_MS,
-                                                               cfg.CC_AVG_PRICE_CANDLES_COUNT)
-            if price is None:  # not in the cache as a whole window: fetch it (or fail here, before asking)
+            if minutes is None or not (minutes.clean_from + cfg.CC_AVG_PRICE_CANDLES_COUNT * MINUTE_MS
+                                       <= when // MINUTE_MS * MINUTE_MS <= minutes.clean_to):
+                # not in the cache as a whole window: fetch it (or fail here, before asking)
                 price = await self.exchange.average_price(self.symbol, when)
-            row = None if self.stopped else await self._new_signal(when, price)
+            value: Any = None
+            bucket = when // self.interval_ms
+            if not self.stopped and bucket != self.last_bucket:  # D16: one ask per bucket
+                self.last_bucket = bucket
+                try:
+                    if self.vector is not None:  # its arrays (live: recomputed on the recent history)
+                        value = self.vector.signal_at(when)
+                    else:
+                        assert self.schema.get_signal is not None
+                        value = self.schema.get_signal(self.symbol, self._datetime(when))
+                    if type(value) is CoroutineType:
+                        try:
+                            suspended = value.send(None)
+                        except StopIteration as done:  # finished without suspending: all candles were cached
+                            value = done.value
+                        else:  # it waits for something: only now is the timeout worth its timer
+                            value = await _timed(_Resumed(value, suspended), cfg.CC_MAX_SIGNAL_GENERATION_SECONDS)
+                    elif inspect.isawaitable(value):
+                        value = await _timed(value, cfg.CC_MAX_SIGNAL_GENERATION_SECONDS)
+                except TimeoutError:
+                    await self._timed_out()
+                    value = None
+                except Exception as e:  # noqa: BLE001 - a failing strategy call is a recoverable error
+                    await self.sink.error(e, self.strategy_name)
+                    value = None
+            if value is None:
+                if self.sink.observes_ticks:
+                    return await self._idle(await self._price(when) if price is None else price)
+                return self.quiet_idle
+            if price is None:
+                price = await self._price(when)
+            row = await self._new_signal(value, when, price)
             if row is None:
-                return await self._idle(price) if self.sink.observes_ticks else self.quiet_idle
+                return await self._idle(price)
             return await self._tick_idle(row, when, price)
         finally:
             leave(token)
+
+    def _datetime(self, when: int) -> datetime:
+        """to_datetime(when), stepped on from the previous ask's when it was one interval before
+        (the usual case; the same instant either way)."""
+        if when - self._asked_ms == self.interval_ms:
+            at = self._asked_at + self._interval
+        else:
+            at = to_datetime(when)
+        self._asked_ms, self._asked_at = when, at
+        return at
+
+    async def _price(self, when: int) -> float:
+        """The tick's current price: the VWAP of the closed 1m candles before it."""
+        minutes = self._minutes
+        price = None if minutes is None else minutes.price(when // MINUTE_MS * MINUTE_MS,
+                                                           cfg.CC_AVG_PRICE_CANDLES_COUNT)
+        return await self.exchange.average_price(self.symbol, when) if price is None else price
 
     async def _tick_idle(self, row: SignalRow, when: int, price: float) -> TickResult:
         """The strategy gave `row` at `when`: open it, place it as a waiting order, or drop it."""
@@ -433,40 +487,25 @@ class Machine:
             return self.vector.next_ask(when, self.interval_ms)
         return (when // self.interval_ms + 1) * self.interval_ms
 
-    async def _new_signal(self, when: int, price: float) -> SignalRow | None:
-        bucket = when // self.interval_ms
-        if bucket == self.last_bucket:
-            return None
-        self.last_bucket = bucket
+    async def _new_signal(self, value: Any, when: int, price: float) -> SignalRow | None:
+        """What the strategy returned at `when`, as a checked row (None: refused by a risk profile,
+        or invalid, which is reported)."""
         try:
-            if self.vector is not None:  # its arrays (live: recomputed on the recent history)
-                value: Any = self.vector.signal_at(when)
-            else:
-                assert self.schema.get_signal is not None
-                value = self.schema.get_signal(self.symbol, to_datetime(when))
-            if type(value) is CoroutineType:
-                try:
-                    suspended = value.send(None)
-                except StopIteration as done:  # finished without suspending: all candles were cached
-                    value = done.value
-                else:  # it waits for something: only now is the timeout worth its timer
-                    value = await _timed(_Resumed(value, suspended), cfg.CC_MAX_SIGNAL_GENERATION_SECONDS)
-            elif inspect.isawaitable(value):
-                value = await _timed(value, cfg.CC_MAX_SIGNAL_GENERATION_SECONDS)
-            if value is None:
-                return None
             sig = to_signal(value)
             if self.sink.books and not await self.risk_ok(sig, price, when):
                 return None
             return self._build(sig, when, price)
-        except TimeoutError:
-            await self.sink.error(TimeoutError(
-                f"get_signal of strategy {self.strategy_name!r} for {self.symbol} took longer than "
-                f"CC_MAX_SIGNAL_GENERATION_SECONDS={cfg.CC_MAX_SIGNAL_GENERATION_SECONDS}s; no signal"),
-                self.strategy_name)
-        except Exception as e:  # noqa: BLE001 - a failing strategy call is a recoverable error
+        except TimeoutError:  # (as from get_signal itself)
+            await self._timed_out()
+        except Exception as e:  # noqa: BLE001 - an invalid signal is a recoverable error
             await self.sink.error(e, self.strategy_name)
         return None
+
+    async def _timed_out(self) -> None:
+        await self.sink.error(TimeoutError(
+            f"get_signal of strategy {self.strategy_name!r} for {self.symbol} took longer than "
+            f"CC_MAX_SIGNAL_GENERATION_SECONDS={cfg.CC_MAX_SIGNAL_GENERATION_SECONDS}s; no signal"),
+            self.strategy_name)
 
     def _build(self, sig: Signal, when: int, price: float) -> SignalRow:
         po = sig.price_open

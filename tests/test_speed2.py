@@ -1,0 +1,126 @@
+"""The second round of engine fast paths: each gives what the plain computation gives."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+import backtest_kit as bk
+from backtest_kit._engine.machine import Machine
+from backtest_kit._exchange import ExchangeClient
+from backtest_kit._execution.backtest import open_loop
+from backtest_kit._hub import Hub
+from backtest_kit._registry import get_exchange
+from backtest_kit._time import to_datetime
+from backtest_kit.demo import ArrayExchange, rule_strategy, synthetic_candles
+
+M = 60_000
+T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+
+
+def _market(minutes: int, interval: str = "5m", get_signal=None) -> None:
+    exchange = ArrayExchange(synthetic_candles(minutes + 1440, start_ms=T0 - 1440 * M))
+    bk.add_exchange(exchange_name="x", get_candles=exchange.get_candles)
+    bk.add_frame(frame_name="f", interval="1m", start_date=T0, end_date=T0 + (minutes - 1) * M)
+    bk.add_strategy(strategy_name="s", interval=interval,
+                    get_signal=get_signal or rule_strategy(10, 50, 1.0, 0.6, 120, anchor="price"))
+
+
+def _key(r) -> tuple:
+    return (r.action, r.signal.pending_at, r.close_timestamp, r.current_price,
+            getattr(r, "close_reason", None), r.signal.price_take_profit, r.signal.price_stop_loss)
+
+
+# --- the hub's version: a loop keeps its "does anyone listen" answers while it is unchanged ----------
+
+
+def test_hub_version_changes_whenever_a_listener_comes_or_goes():
+    hub = Hub()
+    seen = [hub.version]
+    off = hub.subscribe("signal", lambda e: None)
+    seen.append(hub.version)
+    off()
+    seen.append(hub.version)
+    off()  # already gone: nothing changes
+    seen.append(hub.version)
+    hub.subscribe("error", lambda e: None, lambda e: True, once=True)
+    seen.append(hub.version)
+    asyncio.run(hub.emit("error", ValueError("x")))  # the once-listener is removed when it fires
+    seen.append(hub.version)
+    hub.subscribe("risk", lambda e: None)
+    hub.clear()
+    seen.append(hub.version)
+    assert seen == [0, 1, 2, 2, 3, 4, 6]
+    assert len(hub) == 0
+
+
+def test_a_listener_added_by_strategy_code_sees_every_tick_after_it():
+    minutes, subscribe_at = 120, 40  # the ask at minute 40 subscribes (a 5m bucket's first frame)
+    ticks: list[str] = []
+
+    async def get_signal(symbol: str, when: datetime) -> None:
+        if int(when.timestamp() * 1000) == T0 + subscribe_at * M:
+            bk.listen_signal_backtest(lambda r: ticks.append(r.action))
+        return None
+
+    _market(minutes, get_signal=get_signal)
+
+    async def go() -> list:
+        return [r async for r in bk.Backtest.run("BTCUSDT", strategy_name="s", exchange_name="x", frame_name="f")]
+
+    assert asyncio.run(go()) == []
+    # Every frame from the subscribing ask on is ticked and published: minutes 40 .. 119.
+    assert ticks == ["idle"] * (minutes - subscribe_at)
+
+
+# --- the ask's datetime is stepped on from the previous ask's ----------------------------------------
+
+
+def test_ask_datetimes_are_the_datetimes_of_their_times():
+    bk.add_exchange(exchange_name="x", get_candles=ArrayExchange(synthetic_candles(10, start_ms=T0)).get_candles)
+    bk.add_strategy(strategy_name="s", interval="5m", get_signal=rule_strategy(10, 50, 1.0, 0.6, 120))
+    from backtest_kit._engine.runs import Run
+    from backtest_kit._engine.sink import Sink
+    from backtest_kit._registry import get_strategy
+
+    schema = get_strategy("s", "test")
+    sink = Sink(schema, "BTCUSDT", backtest=True, run=Run("backtest", "BTCUSDT", "s"))
+    machine = Machine(schema, ExchangeClient(get_exchange("x", "test"), backtest=True), "BTCUSDT", sink)
+    rng = np.random.default_rng(5)
+    when = T0
+    for _ in range(2000):
+        when += int(rng.choice([5 * M, 5 * M, 5 * M, 10 * M, 7, -3 * M, 86_400_000]))
+        got = machine._datetime(when)
+        expected = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=when)
+        assert got == expected and got.tzinfo is UTC and got == to_datetime(when), when
+
+
+# --- a loop driven alone handles its quiet frames in one call, with the same results -----------------
+
+
+@pytest.mark.parametrize("interval", ["1m", "5m", "15m"])
+def test_quiet_frames_in_one_call_trade_as_one_frame_a_call(interval):
+    _market(4000, interval)
+
+    async def alone() -> list:
+        return [_key(r) async for r in bk.Backtest.run("BTCUSDT", strategy_name="s", exchange_name="x",
+                                                         frame_name="f")]
+
+    async def frame_by_frame() -> tuple[list, int]:
+        exchange = ExchangeClient(get_exchange("x", "test"), backtest=True)
+        loop = await open_loop("BTCUSDT", "s", exchange, "f", lambda m: None)
+        out, steps = [], 0
+        while not loop.done:
+            r = await loop.step()
+            steps += 1
+            if r is not None:
+                out.append(_key(r))
+        return out, steps
+
+    quiet = asyncio.run(alone())
+    stepped, steps = asyncio.run(frame_by_frame())
+    assert len(quiet) > 5 and quiet == stepped
+    assert steps > 4000 // {"1m": 1, "5m": 5, "15m": 15}[interval] // 2  # one frame (or skip) per call there
