@@ -124,3 +124,51 @@ def test_quiet_frames_in_one_call_trade_as_one_frame_a_call(interval):
     stepped, steps = asyncio.run(frame_by_frame())
     assert len(quiet) > 5 and quiet == stepped
     assert steps > 4000 // {"1m": 1, "5m": 5, "15m": 15}[interval] // 2  # one frame (or skip) per call there
+
+
+# --- get_data's equity block is numpy only: no pandas, the same figures -----------------------------
+
+
+def test_get_data_does_not_load_pandas():
+    code = """
+import asyncio, sys
+import backtest_kit as bk
+from backtest_kit.demo import ArrayExchange, rule_strategy, synthetic_candles
+T0, M = 1_704_067_200_000, 60_000
+ex = ArrayExchange(synthetic_candles(6000, start_ms=T0 - 1440 * M))
+bk.add_exchange(exchange_name="x", get_candles=ex.get_candles)
+bk.add_frame(frame_name="f", interval="1m", start_date=T0, end_date=T0 + 4000 * M)
+bk.add_strategy(strategy_name="s", interval="5m", get_signal=rule_strategy(10, 50, 1.0, 0.6, 120, anchor="price"))
+async def go():
+    n = len([r async for r in bk.Backtest.run("BTCUSDT", strategy_name="s", exchange_name="x", frame_name="f")])
+    stats = await bk.Backtest.get_data("BTCUSDT", "s")
+    print(n > 5, stats.sharpe is not None, stats.final_equity is not None, "pandas" in sys.modules)
+asyncio.run(go())
+"""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "True", "False"]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_array_statistics_are_the_series_statistics(seed):
+    import pandas as pd
+
+    from backtest_kit._equity import equity_statistics, equity_statistics_of, resample_last, resampled_last
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 5000))
+    ts = T0 + np.cumsum(rng.integers(1, 4, n)) * M  # gaps of 1 to 3 minutes
+    eq = 10_000 * np.cumprod(1 + rng.normal(0, 0.002, n))
+    close = 100 * np.cumprod(1 + rng.normal(0, 0.001, n))
+    freq = ["1m", "1h", "1d"][seed % 3]
+    labels, last = resampled_last(ts, eq, freq)
+    series = resample_last(ts, eq, freq)
+    assert labels.tolist() == series.index.as_unit("ms").asi8.tolist() and last.tolist() == series.tolist()
+    expected = equity_statistics(series, initial_capital=10_000, annualization_days=365, exposure_pct=42.0,
+                                 benchmark=pd.Series(close))
+    got = equity_statistics_of(labels, last, initial_capital=10_000, annualization_days=365, exposure_pct=42.0,
+                               benchmark=close)
+    assert got == expected  # every field, to the last bit (None where undefined alike)
