@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .. import _registry as registry
-from .._candles import Candles, window_vwap
+from .._candles import Candles, Vwaps, WindowVwap, window_vwap
 from .._config import cfg
 from .._context import ExecutionContext, enter, leave
 from .._exchange import ExchangeClient
@@ -430,7 +430,7 @@ class Machine:
         finally:
             leave(token)
 
-    async def evaluate(self, c: Candles, v: np.ndarray, k0: int, *, final: bool) -> Outcome | None:
+    async def evaluate(self, c: Candles, v: Vwaps, k0: int, *, final: bool) -> Outcome | None:
         """Apply the rules to the closed candles c[k0:] (v: their rolling VWAP). `final`: the
         candles end with the data, so a position still open closes as end_of_data (D21)."""
         if self.scheduled is not None:
@@ -451,6 +451,8 @@ class Machine:
         exit_ = decide_exit(row, c, k0)
         end = exit_.index if exit_.reason is not None else len(c)
         if self.sink.observes_progress:
+            if isinstance(v, WindowVwap):  # every value is read: all at once
+                v = v.array()
             for k in range(k0, end):
                 if np.isfinite(v[k]):
                     await self.progress(float(v[k]), int(c.timestamp[k]))

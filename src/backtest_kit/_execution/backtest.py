@@ -25,12 +25,11 @@ from .._engine.stats import BacktestStatistics, backtest_statistics, equity_bloc
 from .._engine.vector import NEVER
 from .._equity import resample_last
 from .._exchange import EndOfData, ExchangeClient, maybe_await
-from .._frames import timeframes
 from .._hub import hub
 from .._report.backtest import render_backtest_report
 from .._report.html import backtest_page
 from .._report.table import Column
-from .._schema import StrategySchema, callback
+from .._schema import StrategySchema, callback, check_frame_count
 from .._time import MINUTE_MS, interval_ms, iso, to_datetime
 from ..errors import ValidationError
 from ..events import DoneEvent, Outcome, PerformanceEvent, ProgressEvent, TickResult
@@ -61,7 +60,7 @@ class FrameLoop:
     merged in one time order (a portfolio) or driven alone (`run_frames`).
     """
 
-    def __init__(self, machine: Machine, frames: np.ndarray, exchange_name: str, timer: Timer):
+    def __init__(self, machine: Machine, frames: Sequence[int], exchange_name: str, timer: Timer):
         self.machine = machine
         self.sink = machine.sink
         self.n = len(frames)  # frames are evenly spaced: kept as first + i * step, not as the array
@@ -224,7 +223,9 @@ async def open_loop(symbol: str, strategy_name: str, exchange: ExchangeClient, f
     sink = Sink(strategy, symbol, backtest=True, run=run, books=books, account=account, strict=strict)
     state = Machine(strategy, exchange, symbol, sink)
     attach(state)
-    frames = timeframes(start, end, frame.interval)
+    # The frame's times (timeframes() without its array: a year of 1m frames is 4 MB of int64).
+    check_frame_count(start, end, frame.interval, "timeframes")
+    frames = range(start, end + 1, interval_ms(frame.interval))
     on_timeframe = callback(frame.callbacks, "on_timeframe")
     if on_timeframe is not None and window is None:
         await maybe_await(on_timeframe([to_datetime(int(t)) for t in frames], frame.start_date,
