@@ -172,3 +172,48 @@ def test_array_statistics_are_the_series_statistics(seed):
     got = equity_statistics_of(labels, last, initial_capital=10_000, annualization_days=365, exposure_pct=42.0,
                                benchmark=close)
     assert got == expected  # every field, to the last bit (None where undefined alike)
+
+
+# --- per trade: the note, the id, the funded row ------------------------------------------------------
+
+
+def test_plain_note_skips_the_rules_only_where_none_could_apply(monkeypatch):
+    from backtest_kit import _signal
+
+    rng = np.random.default_rng(11)
+    alphabet = list("ab c1.9\n\t`[]()!#>*_~<+-/@") + ["**", "__", "~~", "```", "1. ", "- ", "> ", "<b>"]
+    notes = ["rule@1546300800000", "plain text", "  spaced\n\nout  ", "v1.2", "1.5%", "a_b"]
+    notes += ["".join(rng.choice(alphabet, int(rng.integers(1, 30)))) for _ in range(3000)]
+    fast = [_signal.plain_note(n) for n in notes]
+    monkeypatch.setattr(_signal, "_MD_SIGNS", type("Always", (), {"search": staticmethod(lambda text: True)}))
+    assert fast == [_signal.plain_note(n) for n in notes]
+
+
+def test_new_ids_are_random_version_4_uuids():
+    import uuid
+
+    from backtest_kit._signal import new_id
+
+    ids = [new_id() for _ in range(5000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        u = uuid.UUID(text)
+        assert str(u) == text and u.version == 4 and u.variant == uuid.RFC_4122
+    # every other hex digit takes all 16 values (the bytes are random)
+    digits = {i: {t[i] for t in ids} for i in range(36) if i not in (8, 13, 14, 18, 19, 23)}
+    assert all(len(d) == 16 for d in digits.values())
+    assert {t[19] for t in ids} == set("89ab")
+
+
+def test_the_funded_row_is_the_row_with_its_quantity():
+    import dataclasses
+
+    from backtest_kit._engine.machine import _with_quantity
+    from backtest_kit.events import SignalRow
+
+    values = {"id": "i", "position": "short", "price_open": 1.5, "price_take_profit": 1.25, "price_stop_loss": 2.5,
+              "minute_estimated_time": 7, "note": "n", "symbol": "S", "strategy_name": "st", "exchange_name": "ex",
+              "scheduled_at": 3, "pending_at": 4, "is_scheduled": True, "order_type": "stop", "quantity": 9.0}
+    assert [f.name for f in dataclasses.fields(SignalRow)] == list(values)  # every field is set above
+    row = SignalRow(**values)
+    assert _with_quantity(row, 2.75) == dataclasses.replace(row, quantity=2.75)

@@ -153,7 +153,7 @@ class Machine:
             await self.sink.error(e, f"{self.strategy_name} sizing")
             return None
         if quantity > 0 and quantity * price <= free * (1 + 1e-12):
-            return dataclasses.replace(row, quantity=quantity)
+            return _with_quantity(row, quantity)
         await self.sink.refused(RiskEvent(
             symbol=self.symbol, pending_signal=_as_signal(row), strategy_name=self.strategy_name,
             exchange_name=self.exchange.name, current_price=price, active_position_count=0,
@@ -361,6 +361,9 @@ class Machine:
     async def _candles_after(self, when: int) -> bool:
         """Any 1m candle within a maximal lifetime from `when` on (the backtest data goes on)."""
         horizon = max(cfg.CC_MAX_SIGNAL_LIFETIME_MINUTES, cfg.CC_SCHEDULE_AWAIT_MINUTES, 1) * MINUTE_MS
+        minutes = self._minutes
+        if minutes is not None and minutes.clean_from <= when and when + horizon <= minutes.clean_to:
+            return True  # cached whole, gap-free and valid: what the range below would find
         return len(await self.exchange.range(self.symbol, "1m", when, when + horizon)) > 0
 
     async def _schedule(self, row: SignalRow, price: float) -> ScheduledResult:
@@ -550,6 +553,16 @@ def triggered(row: SignalRow, price: float) -> bool:
     if row.order_type == "stop":
         return price >= row.price_open if long else price <= row.price_open
     return price <= row.price_open if long else price >= row.price_open
+
+
+def _with_quantity(row: SignalRow, quantity: float) -> SignalRow:
+    """dataclasses.replace(row, quantity=quantity), written out (it runs once per trade)."""
+    return SignalRow(id=row.id, position=row.position, price_open=row.price_open,
+                     price_take_profit=row.price_take_profit, price_stop_loss=row.price_stop_loss,
+                     minute_estimated_time=row.minute_estimated_time, note=row.note, symbol=row.symbol,
+                     strategy_name=row.strategy_name, exchange_name=row.exchange_name,
+                     scheduled_at=row.scheduled_at, pending_at=row.pending_at, is_scheduled=row.is_scheduled,
+                     order_type=row.order_type, quantity=quantity)
 
 
 def _as_signal(row: SignalRow) -> Signal:

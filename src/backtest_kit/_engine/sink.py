@@ -68,6 +68,7 @@ class Sink:
         self.persist: Persist = persist or NoPersist()
         self.account = account if account is not None else Account()
         self._cb = {name: callback(schema.callbacks, name) for name in _CALLBACKS}
+        self._any_callbacks = any(fn is not None for fn in self._cb.values())
         self._tick_callbacks = self._cb["on_tick"] is not None or self._cb["on_idle"] is not None
         self._progress_callbacks = self._cb["on_partial_profit"] is not None or self._cb["on_partial_loss"] is not None
         self._topic = "signal_backtest" if backtest else "signal_live"
@@ -110,7 +111,8 @@ class Sink:
             for b in self.books:
                 b.remove(self.strategy_name, self.symbol, result.close_timestamp)
             self.account.closed(result)
-        await self._callbacks(result)
+        if self._any_callbacks:
+            await self._callbacks(result)
         if action != "idle":
             self.run.add(result)
         if hub.has(self._topic):
