@@ -426,7 +426,7 @@ class Machine:
         c, v = await self.exchange.minute_series(self.symbol, when - (n - 1) * MINUTE_MS, count)
         if not len(c):
             return None
-        k0 = int(np.searchsorted(c.timestamp, when))  # checks start at the candle that opens at `when`
+        k0 = int(c.timestamp.searchsorted(when))  # checks start at the candle that opens at `when`
         token = enter(ExecutionContext(self.symbol, when, self.backtest, self.exchange, self.strategy_name))
         try:
             return await self.evaluate(c, v, k0, final=True)
