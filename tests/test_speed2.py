@@ -217,3 +217,19 @@ def test_the_funded_row_is_the_row_with_its_quantity():
     assert [f.name for f in dataclasses.fields(SignalRow)] == list(values)  # every field is set above
     row = SignalRow(**values)
     assert _with_quantity(row, 2.75) == dataclasses.replace(row, quantity=2.75)
+
+
+def test_a_cached_series_ships_to_another_process_and_prices_alike():
+    import pickle
+
+    from backtest_kit import _exchange
+    from backtest_kit._candles import Candles, vwap
+
+    arr = synthetic_candles(300, start_ms=T0)
+    c = Candles(arr[:, 0].astype(np.int64), *(np.ascontiguousarray(arr[:, i]) for i in range(1, 6)))
+    s = _exchange._Series(M)
+    s.add(c, T0, T0 + 300 * M)
+    copy = pickle.loads(pickle.dumps(s))
+    for k in (5, 17, 300):
+        assert copy.price(T0 + k * M, 5) == s.price(T0 + k * M, 5) == vwap(c[k - 5:k])
+    assert copy.c.close.tolist() == c.close.tolist() and (copy.clean_from, copy.clean_to) == (T0, T0 + 300 * M)

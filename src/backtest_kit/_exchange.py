@@ -164,6 +164,17 @@ class _Series:
         # inside them is served straight from the columns (empty while there are gaps or bad candles).
         self.clean_from, self.clean_to = _NOWHERE, -_NOWHERE
 
+    def __getstate__(self) -> dict[str, Any]:  # shipped to other processes (executors): no memoryviews
+        return {k: getattr(self, k) for k in self.__slots__ if k != "_at"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+        self._at = self._views()
+
+    def _views(self) -> tuple[memoryview, ...]:
+        return tuple(self._buf[_COLS.index(f)].data for f in ("high", "low", "close", "volume")) if self._buf else ()
+
     def expect(self, until: int) -> None:
         """A run will read candles up to open time `until`: the next buffers have room for them,
         so the forward fills up to there copy no candle twice."""
@@ -226,7 +237,7 @@ class _Series:
             for col, f in zip(self._buf, _COLS):
                 if old:
                     col[:start] = getattr(old[0], f)
-            self._at = tuple(self._buf[_COLS.index(f)].data for f in ("high", "low", "close", "volume"))
+            self._at = self._views()
         for col, f in zip(self._buf, _COLS):
             col[start:start + m] = getattr(tail, f)
         self._n = start + m
