@@ -99,10 +99,15 @@ class FrameLoop:
     def _next_bucket(self, when: int) -> None:
         """On to the first frame at or after the machine's next ask: the next get_signal bucket, or
         the next bar a vectorised strategy's arrays hold a signal for (the index only grows)."""
+        # (_go(_at_or_after(...)) written out: this runs once per idle bucket)
         k = -(-(self.machine.next_ask(when) - self._first) // self._fstep)
         self.i = k if k > 0 else 0
         if self.i >= self.n:
             self.done = True
+
+    def _goes_on(self, until: int | None) -> bool:
+        """The step may handle the next frame too: it comes before `until`."""
+        return until is not None and not self.done and self._first + self.i * self._fstep < until
 
     def _listeners(self) -> None:
         """Read again who listens (they may come and go during a run)."""
@@ -133,7 +138,7 @@ class FrameLoop:
                 if self._quiet and not state.may_ask(when):
                     # Nothing open, nothing waiting, get_signal throttled: skip to the next bucket.
                     self._next_bucket(when)
-                    if until is not None and not self.done and self._first + self.i * self._fstep < until:
+                    if self._goes_on(until):
                         continue
                     return None
             timed = self._timed  # per-frame samples only for listeners: a year has half a million frames
@@ -156,7 +161,7 @@ class FrameLoop:
                 raise exchange.failure
             if result is state.quiet_idle and not (timed or state.stopped or state.data_ended):
                 self._next_bucket(when)  # the usual frame: nothing happened, and nobody watches idle ticks
-                if until is not None and not self.done and self._first + self.i * self._fstep < until:
+                if self._goes_on(until):
                     continue
                 return None
             return await self._after(result, when, timed, frame_started)
