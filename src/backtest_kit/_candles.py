@@ -230,18 +230,44 @@ def _problems(c: Candles, median_min: int, anomaly_factor: float) -> tuple[np.nd
     return bad, reasons
 
 
+_BLOCK = 1 << 16  # candles checked at a time: the temporaries of a large batch stay small
+
+
 def _plainly_valid(c: Candles, anomaly_factor: float) -> bool:
-    """No candle can fail _problems: all well shaped (so open, close and high are >= low and
-    none is NaN), low > 0, high finite, volume finite and >= 0, and no price below the highest
-    / factor (the reference, a median or mean of the prices, is at most the highest)."""
+    """No candle can fail _problems: all well shaped (open and close within [low, high], so none
+    is NaN), low > 0, high finite, volume finite and >= 0, and no price below the highest /
+    factor (the reference, a median or mean of the prices, is at most the highest)."""
     if not len(c) or not anomaly_factor > 0:
         return False
     o, h, lo, cl, v = c.open, c.high, c.low, c.close, c.volume
     with np.errstate(invalid="ignore"):
-        if not ((h >= lo) & (o >= lo) & (o <= h) & (cl >= lo) & (cl <= h)).all():
-            return False
+        for a in range(0, len(c), _BLOCK):
+            b = a + _BLOCK
+            # min(open, close) >= low and max(open, close) <= high: high >= low follows; NaN fails both
+            if not ((np.minimum(o[a:b], cl[a:b]) >= lo[a:b]).all() and (np.maximum(o[a:b], cl[a:b]) <= h[a:b]).all()):
+                return False
     low, high, vmin, vmax = float(lo.min()), float(h.max()), float(v.min()), float(v.max())
     return low > 0 and math.isfinite(high) and vmin >= 0 and math.isfinite(vmax) and low >= high / anomaly_factor
+
+
+def _whole_ms(ts: np.ndarray) -> np.ndarray | None:
+    """The timestamps as int64 when every one is a finite whole number of milliseconds (one
+    cast and one comparison), else None (the caller then finds which is not)."""
+    with np.errstate(invalid="ignore"):
+        its = ts.astype(np.int64)
+    for a in range(0, len(ts), _BLOCK):
+        if not (its[a:a + _BLOCK] == ts[a:a + _BLOCK]).all():  # NaN and inf cast to a different number
+            return None
+    return its
+
+
+def _increasing(its: np.ndarray) -> bool:
+    """Each timestamp after the one before it."""
+    later, earlier = its[1:], its[:-1]
+    for a in range(0, len(later), _BLOCK):
+        if not (later[a:a + _BLOCK] > earlier[a:a + _BLOCK]).all():
+            return False
+    return True
 
 
 def _shape_fault(row: list[Any]) -> str:
@@ -276,18 +302,20 @@ def _check_batch(c: Candles, median_min: int, anomaly_factor: float,
     if n == 0:
         return Candles.empty(), {}
     ts = c.timestamp
-    if not np.isfinite(ts).all():
-        i = int(np.argmin(np.isfinite(ts)))
-        raise ValueError(f"candle #{i} has a non-finite timestamp: {ts[i]!r}")
-    if not (ts == np.floor(ts)).all():
-        i = int(np.argmin(ts == np.floor(ts)))
-        raise ValueError(f"candle #{i} timestamp {ts[i]!r} is not whole milliseconds")
+    its = _whole_ms(ts)
+    if its is None:
+        if not np.isfinite(ts).all():
+            i = int(np.argmin(np.isfinite(ts)))
+            raise ValueError(f"candle #{i} has a non-finite timestamp: {ts[i]!r}")
+        if not (ts == np.floor(ts)).all():
+            i = int(np.argmin(ts == np.floor(ts)))
+            raise ValueError(f"candle #{i} timestamp {ts[i]!r} is not whole milliseconds")
+        its = ts.astype(np.int64)  # whole and finite, past the int64 range: as before
     bad, reasons = _problems(c, median_min, anomaly_factor)
     if len(bad) and not lenient:
         raise ValueError(reasons[0])
-    its = ts.astype(np.int64)
     order = None
-    if n > 1 and (np.diff(its) <= 0).any():
+    if n > 1 and not _increasing(its):
         order = np.argsort(its, kind="stable")
         its = its[order]
         dup = np.diff(its) == 0
@@ -341,6 +369,32 @@ def window_vwap(c: Candles, n: int, v: np.ndarray | None = None) -> np.ndarray:
             closes += cl[i]
             v[i] = num / volume if volume != 0 else closes / (i + 1)
     return v
+
+
+class WindowVwap:
+    """window_vwap(c, n), each value computed when it is read (a trade reads one or two of them)."""
+
+    __slots__ = ("c", "n")
+
+    def __init__(self, c: Candles, n: int) -> None:
+        self.c, self.n = c, n
+
+    def __len__(self) -> int:
+        return len(self.c)
+
+    def __getitem__(self, k: int) -> float:
+        if k < 0:
+            k += len(self.c)
+        if not 0 <= k < len(self.c):
+            raise IndexError(f"candle {k} is not in the window of {len(self.c)}")
+        return vwap(self.c.view(max(0, k - self.n + 1), k + 1))
+
+    def array(self) -> np.ndarray:
+        """Every value at once."""
+        return window_vwap(self.c, self.n)
+
+
+Vwaps = np.ndarray | WindowVwap  # the rolling VWAP at each candle of a window, computed or to compute
 
 
 def rolling_vwap(c: Candles, n: int) -> np.ndarray:

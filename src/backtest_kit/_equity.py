@@ -1,6 +1,7 @@
 """Account equity marked to market at 1m candle closes, and statistics computed on that equity.
 
-Pure and vectorised: numpy for the equity curve, pandas only for the time-indexed series.
+Pure and vectorised: numpy for the equity curve and the statistics, pandas only for the
+time-indexed series handed to users.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ __all__ = [
     "daily_returns",
     "equity_curve",
     "equity_statistics",
+    "equity_statistics_of",
     "exposure_mask",
     "resample_last",
+    "resampled_last",
 ]
 
 MINUTE_MS = 60_000
@@ -244,18 +247,24 @@ def _last_per_bucket(
     return bucket[last], values[last]
 
 
-def resample_last(timestamps: ArrayLike, values: ArrayLike, freq: Freq) -> pd.Series:
-    """Last value in each UTC bucket of `freq`, labelled by the bucket start (ms timestamps in).
-
-    Buckets without any sample are omitted rather than invented.
-    """
+def resampled_last(timestamps: ArrayLike, values: ArrayLike,
+                   freq: Freq) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """resample_last as arrays: (bucket starts in ms, last value in each bucket)."""
     ts = _check_timestamps(timestamps)
     vals = np.asarray(values, dtype=np.float64)
     if vals.shape != ts.shape:
         raise ValidationError(f"values has shape {vals.shape}, timestamps {ts.shape}")
     if freq not in _FREQ_MS:
         raise ValidationError(f"freq must be one of {', '.join(_FREQ_MS)}, got {freq!r}")
-    labels, last = _last_per_bucket(ts, vals, _FREQ_MS[freq])
+    return _last_per_bucket(ts, vals, _FREQ_MS[freq])
+
+
+def resample_last(timestamps: ArrayLike, values: ArrayLike, freq: Freq) -> pd.Series:
+    """Last value in each UTC bucket of `freq`, labelled by the bucket start (ms timestamps in).
+
+    Buckets without any sample are omitted rather than invented.
+    """
+    labels, last = resampled_last(timestamps, values, freq)
     import pandas as pd
 
     return pd.Series(last, index=_to_index(labels), dtype=np.float64)
@@ -314,6 +323,15 @@ def _step_ms(s: pd.Series, ms: NDArray[np.int64]) -> int | None:
 
 
 def _daily(ms: NDArray[np.int64], vals: NDArray[np.float64], initial_capital: float) -> pd.Series:
+    full_days, r = _daily_arrays(ms, vals, initial_capital)
+    import pandas as pd
+
+    return pd.Series(r, index=_to_index(full_days), dtype=np.float64, name="return")
+
+
+def _daily_arrays(ms: NDArray[np.int64], vals: NDArray[np.float64],
+                  initial_capital: float) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """(every UTC day from the first sample's to the last's, in ms; the simple return of each)."""
     days, last = _last_per_bucket(ms, vals, DAY_MS)
     # Every calendar day from the first to the last: a day without samples keeps the previous
     # day's equity (a 0% return), so the count of returns is the elapsed number of days.
@@ -326,9 +344,7 @@ def _daily(ms: NDArray[np.int64], vals: NDArray[np.float64], initial_capital: fl
     with np.errstate(divide="ignore", invalid="ignore"):
         r = day_eq / prev - 1.0
     full_days = days[0] + np.arange(day_eq.shape[0], dtype=np.int64) * DAY_MS
-    import pandas as pd
-
-    return pd.Series(r, index=_to_index(full_days), dtype=np.float64, name="return")
+    return full_days, r
 
 
 def daily_returns(equity: pd.Series, *, initial_capital: float) -> pd.Series:
@@ -381,12 +397,47 @@ def equity_statistics(
     Sharpe and Sortino use daily_returns(). CAGR annualises over the elapsed time, first label to
     last label plus one sampling step, which is the number of daily returns for whole days.
     """
+    _check_statistics_args(initial_capital, annualization_days)
+    ms, vals = _series_ms(equity, "equity")
+    bvals = None
+    if benchmark is not None and len(benchmark) > 0:
+        bvals = np.asarray(benchmark.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+    return _statistics(ms, vals, _step_ms(equity, ms), initial_capital, annualization_days, exposure_pct, bvals)
+
+
+def equity_statistics_of(
+    timestamps: NDArray[np.int64],
+    values: NDArray[np.float64],
+    *,
+    initial_capital: float,
+    annualization_days: int = 365,
+    exposure_pct: float | None = None,
+    benchmark: NDArray[np.float64] | None = None,
+) -> EquityStats:
+    """equity_statistics on arrays (numpy only): equity `values` sampled at the ms `timestamps`
+    of resampled_last, the benchmark's prices as an array."""
+    _check_statistics_args(initial_capital, annualization_days)
+    ms = _check_timestamps(timestamps)
+    vals = np.asarray(values, dtype=np.float64)
+    if vals.shape != ms.shape:
+        raise ValidationError(f"equity has shape {vals.shape}, timestamps {ms.shape}")
+    if not np.all(np.isfinite(vals)):
+        raise ValidationError("equity must be finite (no NaN/inf)")
+    step = int(np.min(np.diff(ms))) if ms.shape[0] > 1 else None
+    bvals = None if benchmark is None or len(benchmark) == 0 else np.asarray(benchmark, dtype=np.float64)
+    return _statistics(ms, vals, step, initial_capital, annualization_days, exposure_pct, bvals)
+
+
+def _check_statistics_args(initial_capital: float, annualization_days: int) -> None:
     if not (math.isfinite(initial_capital) and initial_capital > 0):
         raise ValidationError("initial_capital must be finite and > 0")
     if annualization_days <= 0:
         raise ValidationError("annualization_days must be > 0")
-    ms, vals = _series_ms(equity, "equity")
-    step = _step_ms(equity, ms)
+
+
+def _statistics(ms: NDArray[np.int64], vals: NDArray[np.float64], step: int | None, initial_capital: float,
+                annualization_days: int, exposure_pct: float | None,
+                bvals: NDArray[np.float64] | None) -> EquityStats:
     final = float(vals[-1])
     growth = final / initial_capital
     total_return = growth - 1.0
@@ -403,7 +454,7 @@ def equity_statistics(
 
     max_dd, dd_ms = _drawdown(ms, vals, initial_capital, step or 0)
 
-    r = _daily(ms, vals, initial_capital).to_numpy()
+    _, r = _daily_arrays(ms, vals, initial_capital)
     vol = sharpe = sortino = None
     if r.shape[0] >= 2 and np.all(np.isfinite(r)):
         # Sample standard deviation (ddof=1), as quantstats' volatility and sharpe (pandas .std()).
@@ -421,8 +472,7 @@ def equity_statistics(
     calmar = cagr / max_dd if cagr is not None and max_dd > 0 else None
 
     bh: float | None = None
-    if benchmark is not None and len(benchmark) > 0:
-        bvals = np.asarray(benchmark.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+    if bvals is not None:
         bvals = bvals[np.isfinite(bvals)]
         if bvals.shape[0] > 0 and bvals[0] > 0:
             bh = (float(bvals[-1]) / float(bvals[0]) - 1.0) * 100.0

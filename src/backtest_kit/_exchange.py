@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import _state
-from ._candles import Candles, check_batch, check_batch_lenient, rolling_vwap, to_candles, vwap, window_vwap
+from ._candles import Candles, WindowVwap, check_batch, check_batch_lenient, rolling_vwap, to_candles, vwap
 from ._config import cfg
 from ._schema import ExchangeSchema, callback
 from ._time import MINUTE_MS, interval_ms, iso, to_datetime
@@ -138,12 +138,12 @@ class _Series:
     """Cached candles of one (symbol, interval) covering [lo, hi) in time.
 
     The columns live in buffers with room to grow: a forward fill is written after the candles
-    already there (no concatenation of the whole series, no second copy of it), and the rolling
-    VWAP is extended over the new candles only. `c` views the filled part.
+    already there (no concatenation of the whole series, no second copy of it). `c` views the
+    filled part; a price (the VWAP of a few candles) is read straight from the buffers.
     """
 
-    __slots__ = ("c", "lo", "hi", "step", "_t0", "_n", "_contiguous", "_buf", "_vwap", "_vwap_at", "_vwap_n",
-                 "_vwap_len", "bad", "_bad_ts", "end", "later", "chunk", "_until")
+    __slots__ = ("c", "lo", "hi", "step", "_t0", "_n", "_contiguous", "_buf", "_at", "bad", "_bad_ts", "end",
+                 "later", "chunk", "_until", "clean_from", "clean_to")
 
     def __init__(self, step: int) -> None:
         self.c = Candles.empty()
@@ -153,16 +153,27 @@ class _Series:
         self._n = 0
         self._contiguous = True
         self._buf: list[np.ndarray] = []  # the six columns, each with room past _n
-        self._vwap: np.ndarray | None = None  # rolling VWAP of _vwap_n candles, valid for [0, _vwap_len)
-        self._vwap_at: memoryview | None = None  # _vwap's values as Python floats, one index away
-        self._vwap_n = 0
-        self._vwap_len = 0
+        self._at: tuple[memoryview, ...] = ()  # high, low, close, volume of _buf as Python floats, one index away
         self.bad: dict[int, str] = {}  # open time -> why the exchange's candle is invalid
         self._bad_ts: np.ndarray | None = None
         self.end: int | None = None  # the venue has no candle from here up to hi (found explicitly)
         self.later: int | None = None  # open time of a candle known to exist after an empty stretch
         self.chunk = CHUNK  # candles of the next forward fill
         self._until = 0  # open time up to which runs expect to read (room is made for it at once)
+        # Open times [clean_from, clean_to) hold a candle at every step and none invalid: a window
+        # inside them is served straight from the columns (empty while there are gaps or bad candles).
+        self.clean_from, self.clean_to = _NOWHERE, -_NOWHERE
+
+    def __getstate__(self) -> dict[str, Any]:  # shipped to other processes (executors): no memoryviews
+        return {k: getattr(self, k) for k in self.__slots__ if k != "_at"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+        self._at = self._views()
+
+    def _views(self) -> tuple[memoryview, ...]:
+        return tuple(self._buf[_COLS.index(f)].data for f in ("high", "low", "close", "volume")) if self._buf else ()
 
     def expect(self, until: int) -> None:
         """A run will read candles up to open time `until`: the next buffers have room for them,
@@ -197,15 +208,18 @@ class _Series:
             self._n = 0
             self._put([], c)
             self.lo, self.hi = lo, hi
-            return
-        before = c[: int(np.searchsorted(c.timestamp, self.lo))] if lo < self.lo else Candles.empty()
-        after = c[int(np.searchsorted(c.timestamp, self.hi)):] if hi > self.hi else Candles.empty()
-        self.lo, self.hi = min(lo, self.lo), max(hi, self.hi)
-        if len(before):  # rare and small (a window reaching back before the first fill): rebuild
-            self._forget_vwap()  # every candle moves
-            self._put([before, self.c], after)
-        elif len(after):
-            self._put([], after)
+        else:
+            before = c[: int(np.searchsorted(c.timestamp, self.lo))] if lo < self.lo else Candles.empty()
+            after = c[int(np.searchsorted(c.timestamp, self.hi)):] if hi > self.hi else Candles.empty()
+            self.lo, self.hi = min(lo, self.lo), max(hi, self.hi)
+            if len(before):  # rare and small (a window reaching back before the first fill): rebuild
+                self._put([before, self.c], after)
+            elif len(after):
+                self._put([], after)
+        if self._contiguous and not self.bad and self._n:
+            self.clean_from, self.clean_to = self._t0, self._t0 + self._n * self.step
+        else:
+            self.clean_from, self.clean_to = _NOWHERE, -_NOWHERE
 
     def _put(self, head: list[Candles], tail: Candles) -> None:
         """Make the series head + (the candles there now, unless head is given) + tail, writing
@@ -214,7 +228,8 @@ class _Series:
         keep = head if head else ([self.c] if n else [])
         start = sum(len(p) for p in keep)
         if head or not self._buf or start + m > len(self._buf[0]):
-            # New buffers with room for the next fill; pages nobody writes cost no memory.
+            # New buffers with room for the next fill; pages nobody writes cost no memory. The old
+            # ones stay as they are for whoever still views them.
             first = int(keep[0].timestamp[0]) if keep else (int(tail.timestamp[0]) if m else self._until)
             room = max(start + m + self.chunk, (self._until - first) // self.step + 1)
             old = [Candles.concat(keep)] if keep else []
@@ -222,10 +237,7 @@ class _Series:
             for col, f in zip(self._buf, _COLS):
                 if old:
                     col[:start] = getattr(old[0], f)
-            if self._vwap is not None and self._vwap_len:
-                vwap = np.empty(room)
-                vwap[:self._vwap_len] = self._vwap[:self._vwap_len]
-                self._vwap, self._vwap_at = vwap, vwap.data
+            self._at = self._views()
         for col, f in zip(self._buf, _COLS):
             col[start:start + m] = getattr(tail, f)
         self._n = start + m
@@ -234,39 +246,35 @@ class _Series:
         self._t0 = int(ts[0]) if self._n else 0
         self._contiguous = self._n == 0 or int(ts[-1]) - self._t0 == (self._n - 1) * self.step
 
-    def _forget_vwap(self) -> None:
-        self._vwap, self._vwap_at, self._vwap_n, self._vwap_len = None, None, 0, 0
-
     def vwap_array(self, n: int) -> np.ndarray:
         """Rolling VWAP of n candles at each cached candle (NaN before the n-th)."""
-        size = self._n
-        if self._vwap is None or self._vwap_n != n or len(self._vwap) < size:
-            self._vwap, self._vwap_n, self._vwap_len = np.empty(max(size, len(self._buf[0]) if self._buf else 0)), n, 0
-            self._vwap_at = self._vwap.data
-        if self._vwap_len < size:
-            # Values at k depend on candles k-n+1 .. k only: extend over the new candles alone.
-            done = self._vwap_len
-            back = min(done, n - 1)
-            self._vwap[done:size] = rolling_vwap(self.c[done - back:size], n)[back:]
-            self._vwap_len = size
-        return self._vwap[:size]
+        return rolling_vwap(self.c, n)
+
+    def vwap_before(self, k: int, n: int) -> float:
+        """vwap() of the n cached candles before position k (n <= k <= len), the same sums in the same order."""
+        h, lo, cl, vol = self._at
+        num = volume = 0.0
+        for i in range(k - n, k):
+            v = vol[i]
+            num += (h[i] + lo[i] + cl[i]) / 3 * v
+            volume += v
+        if volume == 0:
+            closes = 0.0
+            for i in range(k - n, k):
+                closes += cl[i]
+            return closes / n
+        return num / volume
 
     def price(self, aligned: int, n: int) -> float | None:
-        """The VWAP of the n candles before `aligned` when all n are cached, gap-free and valid
-        (the rolling VWAP's value there); None when average_price must look closer."""
-        if self.bad or not self._contiguous or aligned > self.hi or aligned - n * self.step < self.lo:
+        """The VWAP of the n candles before `aligned` when all n are cached, gap-free and valid;
+        None when average_price must look closer."""
+        if not self.clean_from + n * self.step <= aligned <= self.clean_to:
             return None
-        k = -(-(aligned - self._t0) // self.step)  # = index(aligned); index(aligned - n * step) = k - n
-        if k < n or k > self._n:
-            return None
-        if self._vwap_at is None or self._vwap_n != n or self._vwap_len < k:
-            self.vwap_array(n)
-        assert self._vwap_at is not None
-        price: float = self._vwap_at[k - 1]
-        return price
+        return self.vwap_before(-(-(aligned - self._t0) // self.step), n)
 
 
 _COLS = Candles.__slots__
+_NOWHERE = 2**62  # clean_from of a series with no clean span (and -_NOWHERE its clean_to)
 
 
 class _Book:
@@ -723,7 +731,7 @@ class ExchangeClient:
                 self._check(s, start, aligned)
             lo, hi = s.index(start), s.index(aligned)
             if hi - lo == n:
-                return float(s.vwap_array(n)[hi - 1])
+                return s.vwap_before(hi, n)
             c = s.c[lo:hi]
             if not len(c) and (start >= self._horizon(MINUTE_MS)
                                or (s.end is not None and s.end <= start and aligned <= s.hi)):
@@ -736,10 +744,10 @@ class ExchangeClient:
                               f"before {iso(when)} to price it (window {iso(start)} .. {iso(aligned)})")
         return vwap(c)
 
-    async def minute_series(self, symbol: str, start: int, count: int) -> tuple[Candles, np.ndarray]:
+    async def minute_series(self, symbol: str, start: int, count: int) -> tuple[Candles, WindowVwap]:
         """The first `count` 1m candles from `start` that open by start + count minutes, as the
         exchange would answer get_candles(since=start, limit=count) (a gap never stretches the
-        window further), plus their rolling VWAP (for the backtest fast path)."""
+        window further), plus their rolling VWAP (for the backtest fast path: computed where read)."""
         n = cfg.CC_AVG_PRICE_CANDLES_COUNT
         end = start + count * MINUTE_MS
         s = await self._covered(symbol, "1m", start, end + 1)
@@ -748,16 +756,14 @@ class ExchangeClient:
         if hi > lo:
             self._check(s, start, int(s.c.timestamp[hi - 1]) + 1)
         c = s.c[lo:hi]
-        contiguous = len(c) and int(c.timestamp[-1]) - int(c.timestamp[0]) == (len(c) - 1) * MINUTE_MS
-        # Contiguous: the cached rolling VWAP applies (its first n-1 are redone over this window).
-        return c, window_vwap(c, n, s.vwap_array(n)[lo:hi].copy() if contiguous else None)
+        return c, WindowVwap(c, n)
 
     def frame_gaps(self, symbol: str, start: int, end: int) -> tuple[int, int]:
         """(gaps, longest gap in minutes) between the cached 1m candles opening in [start, end]:
         runs of missing minutes inside the data the frame met (none before its first candle or
         after its last)."""
         s = self._series.get((symbol, "1m"))
-        if s is None or not len(s.c):
+        if s is None or not len(s.c) or s.clean_from < s.clean_to:  # (no gap anywhere in the cache)
             return 0, 0
         ts = s.c.timestamp[s.index(start): s.index(end + 1)]
         missing = np.diff(ts) // MINUTE_MS - 1

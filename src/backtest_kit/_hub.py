@@ -52,6 +52,8 @@ class Hub:
 
     def __init__(self) -> None:
         self._topics: dict[str, list[_Listener]] = {t: [] for t in TOPICS}
+        # Bumped whenever a listener comes or goes: a hot loop keeps its has() answers while it is unchanged.
+        self.version = 0
 
     def has(self, topic: str) -> bool:
         return bool(self._topics[topic])
@@ -62,6 +64,7 @@ class Hub:
             raise ValidationError(f"listen_{topic}: listener must be callable, got {type(fn).__name__}")
         listener = _Listener(fn, predicate, once)
         self._topics[topic].append(listener)
+        self.version += 1
 
         def unsubscribe() -> None:
             listener.active = False
@@ -69,6 +72,8 @@ class Hub:
                 self._topics[topic].remove(listener)
             except ValueError:
                 pass
+            else:
+                self.version += 1
 
         return unsubscribe
 
@@ -85,6 +90,7 @@ class Hub:
                 if listener.once:
                     listener.active = False
                     listeners.remove(listener)
+                    self.version += 1
                 result = listener.fn(payload)
                 if inspect.isawaitable(result):
                     await listener.deliver(result)
@@ -104,6 +110,7 @@ class Hub:
             for listener in listeners:
                 listener.active = False
             listeners.clear()
+        self.version += 1
 
     def __len__(self) -> int:
         return sum(len(listeners) for listeners in self._topics.values())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import os
 import re
-import uuid
 from dataclasses import fields
 from typing import Any
 
@@ -80,18 +80,29 @@ _MD_RULES = [
 ]
 
 
+# Every rule above needs one of these (a list item's number needs "<digit>." and a space): a
+# note without any has nothing to strip.
+_MD_SIGNS = re.compile(r"[`\[!#>*_~<+-]|\d\.\s")
+
+
 def plain_note(note: Any) -> str:
     """Markdown-stripped single-line text of a note ('' for None), as the reference does."""
     if not note:
         return ""
     text = str(note)
-    for pattern, repl in _MD_RULES:
-        text = pattern.sub(repl, text)
+    if _MD_SIGNS.search(text):
+        for pattern, repl in _MD_RULES:
+            text = pattern.sub(repl, text)
     return " ".join(text.split())
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID's text, as str(uuid.uuid4()) builds it from 16 random bytes."""
+    b = bytearray(os.urandom(16))
+    b[6] = b[6] & 0x0F | 0x40  # version 4
+    b[8] = b[8] & 0x3F | 0x80  # the RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 # --- validation --------------------------------------------------------------------------

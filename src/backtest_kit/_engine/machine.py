@@ -13,13 +13,14 @@ import dataclasses
 import inspect
 import math
 from collections.abc import Awaitable, Coroutine, Generator
+from datetime import datetime, timedelta
 from types import CoroutineType
 from typing import Any
 
 import numpy as np
 
 from .. import _registry as registry
-from .._candles import Candles, window_vwap
+from .._candles import Candles, Vwaps, WindowVwap, window_vwap
 from .._config import cfg
 from .._context import ExecutionContext, enter, leave
 from .._exchange import ExchangeClient
@@ -79,6 +80,9 @@ class Machine:
         # Returned for ticks nobody observes, instead of building and publishing one each time.
         self.quiet_idle = IdleResult(current_price=math.nan, symbol=symbol, strategy_name=self.strategy_name,
                                       exchange_name=exchange.name, backtest=self.backtest)
+        # The last ask's time and datetime: the next one is usually an interval later (see _datetime).
+        self._asked_ms, self._asked_at = 0, to_datetime(0)
+        self._interval = timedelta(milliseconds=self.interval_ms)
         # Backtests price most ticks straight from the cached 1m series (see _tick_idle).
         self._minutes = exchange.series(symbol, "1m") if exchange.backtest else None
         sink.persist.bind(self.snapshot)
@@ -149,7 +153,7 @@ class Machine:
             await self.sink.error(e, f"{self.strategy_name} sizing")
             return None
         if quantity > 0 and quantity * price <= free * (1 + 1e-12):
-            return dataclasses.replace(row, quantity=quantity)
+            return _with_quantity(row, quantity)
         await self.sink.refused(RiskEvent(
             symbol=self.symbol, pending_signal=_as_signal(row), strategy_name=self.strategy_name,
             exchange_name=self.exchange.name, current_price=price, active_position_count=0,
@@ -267,18 +271,68 @@ class Machine:
         try:
             if self.scheduled is not None or self.pending is not None:
                 return await self._tick_watch(when)
-            # Idle (most ticks of a backtest): price the tick, ask the strategy, act on its signal.
+            # Idle (most ticks of a backtest): the candles that price the tick must be there before
+            # the strategy is asked; the price itself is read only when a signal or a listener needs it.
+            price: float | None = None
             minutes = self._minutes
-            price = None if minutes is None else minutes.price(when // MINUTE_MS * MINUTE_MS,
-                                                               cfg.CC_AVG_PRICE_CANDLES_COUNT)
-            if price is None:  # not in the cache as a whole window: fetch it (or fail here, before asking)
+            if minutes is None or not (minutes.clean_from + cfg.CC_AVG_PRICE_CANDLES_COUNT * MINUTE_MS
+                                       <= when // MINUTE_MS * MINUTE_MS <= minutes.clean_to):
+                # not in the cache as a whole window: fetch it (or fail here, before asking)
                 price = await self.exchange.average_price(self.symbol, when)
-            row = None if self.stopped else await self._new_signal(when, price)
+            value: Any = None
+            bucket = when // self.interval_ms
+            if not self.stopped and bucket != self.last_bucket:  # D16: one ask per bucket
+                self.last_bucket = bucket
+                try:
+                    if self.vector is not None:  # its arrays (live: recomputed on the recent history)
+                        value = self.vector.signal_at(when)
+                    else:
+                        assert self.schema.get_signal is not None
+                        value = self.schema.get_signal(self.symbol, self._datetime(when))
+                    if type(value) is CoroutineType:
+                        try:
+                            suspended = value.send(None)
+                        except StopIteration as done:  # finished without suspending: all candles were cached
+                            value = done.value
+                        else:  # it waits for something: only now is the timeout worth its timer
+                            value = await _timed(_Resumed(value, suspended), cfg.CC_MAX_SIGNAL_GENERATION_SECONDS)
+                    elif inspect.isawaitable(value):
+                        value = await _timed(value, cfg.CC_MAX_SIGNAL_GENERATION_SECONDS)
+                except TimeoutError:
+                    await self._timed_out()
+                    value = None
+                except Exception as e:  # noqa: BLE001 - a failing strategy call is a recoverable error
+                    await self.sink.error(e, self.strategy_name)
+                    value = None
+            if value is None:
+                if self.sink.observes_ticks:
+                    return await self._idle(await self._price(when) if price is None else price)
+                return self.quiet_idle
+            if price is None:
+                price = await self._price(when)
+            row = await self._new_signal(value, when, price)
             if row is None:
-                return await self._idle(price) if self.sink.observes_ticks else self.quiet_idle
+                return await self._idle(price)
             return await self._tick_idle(row, when, price)
         finally:
             leave(token)
+
+    def _datetime(self, when: int) -> datetime:
+        """to_datetime(when), stepped on from the previous ask's when it was one interval before
+        (the usual case; the same instant either way)."""
+        if when - self._asked_ms == self.interval_ms:
+            at = self._asked_at + self._interval
+        else:
+            at = to_datetime(when)
+        self._asked_ms, self._asked_at = when, at
+        return at
+
+    async def _price(self, when: int) -> float:
+        """The tick's current price: the VWAP of the closed 1m candles before it."""
+        minutes = self._minutes
+        price = None if minutes is None else minutes.price(when // MINUTE_MS * MINUTE_MS,
+                                                           cfg.CC_AVG_PRICE_CANDLES_COUNT)
+        return await self.exchange.average_price(self.symbol, when) if price is None else price
 
     async def _tick_idle(self, row: SignalRow, when: int, price: float) -> TickResult:
         """The strategy gave `row` at `when`: open it, place it as a waiting order, or drop it."""
@@ -306,6 +360,9 @@ class Machine:
     async def _candles_after(self, when: int) -> bool:
         """Any 1m candle within a maximal lifetime from `when` on (the backtest data goes on)."""
         horizon = max(cfg.CC_MAX_SIGNAL_LIFETIME_MINUTES, cfg.CC_SCHEDULE_AWAIT_MINUTES, 1) * MINUTE_MS
+        minutes = self._minutes
+        if minutes is not None and minutes.clean_from <= when and when + horizon <= minutes.clean_to:
+            return True  # cached whole, gap-free and valid: what the range below would find
         return len(await self.exchange.range(self.symbol, "1m", when, when + horizon)) > 0
 
     async def _schedule(self, row: SignalRow, price: float) -> ScheduledResult:
@@ -373,14 +430,14 @@ class Machine:
         c, v = await self.exchange.minute_series(self.symbol, when - (n - 1) * MINUTE_MS, count)
         if not len(c):
             return None
-        k0 = int(np.searchsorted(c.timestamp, when))  # checks start at the candle that opens at `when`
+        k0 = int(c.timestamp.searchsorted(when))  # checks start at the candle that opens at `when`
         token = enter(ExecutionContext(self.symbol, when, self.backtest, self.exchange, self.strategy_name))
         try:
             return await self.evaluate(c, v, k0, final=True)
         finally:
             leave(token)
 
-    async def evaluate(self, c: Candles, v: np.ndarray, k0: int, *, final: bool) -> Outcome | None:
+    async def evaluate(self, c: Candles, v: Vwaps, k0: int, *, final: bool) -> Outcome | None:
         """Apply the rules to the closed candles c[k0:] (v: their rolling VWAP). `final`: the
         candles end with the data, so a position still open closes as end_of_data (D21)."""
         if self.scheduled is not None:
@@ -401,6 +458,8 @@ class Machine:
         exit_ = decide_exit(row, c, k0)
         end = exit_.index if exit_.reason is not None else len(c)
         if self.sink.observes_progress:
+            if isinstance(v, WindowVwap):  # every value is read: all at once
+                v = v.array()
             for k in range(k0, end):
                 if np.isfinite(v[k]):
                     await self.progress(float(v[k]), int(c.timestamp[k]))
@@ -437,40 +496,25 @@ class Machine:
             return self.vector.next_ask(when, self.interval_ms)
         return (when // self.interval_ms + 1) * self.interval_ms
 
-    async def _new_signal(self, when: int, price: float) -> SignalRow | None:
-        bucket = when // self.interval_ms
-        if bucket == self.last_bucket:
-            return None
-        self.last_bucket = bucket
+    async def _new_signal(self, value: Any, when: int, price: float) -> SignalRow | None:
+        """What the strategy returned at `when`, as a checked row (None: refused by a risk profile,
+        or invalid, which is reported)."""
         try:
-            if self.vector is not None:  # its arrays (live: recomputed on the recent history)
-                value: Any = self.vector.signal_at(when)
-            else:
-                assert self.schema.get_signal is not None
-                value = self.schema.get_signal(self.symbol, to_datetime(when))
-            if type(value) is CoroutineType:
-                try:
-                    suspended = value.send(None)
-                except StopIteration as done:  # finished without suspending: all candles were cached
-                    value = done.value
-                else:  # it waits for something: only now is the timeout worth its timer
-                    value = await _timed(_Resumed(value, suspended), cfg.CC_MAX_SIGNAL_GENERATION_SECONDS)
-            elif inspect.isawaitable(value):
-                value = await _timed(value, cfg.CC_MAX_SIGNAL_GENERATION_SECONDS)
-            if value is None:
-                return None
             sig = to_signal(value)
             if self.sink.books and not await self.risk_ok(sig, price, when):
                 return None
             return self._build(sig, when, price)
-        except TimeoutError:
-            await self.sink.error(TimeoutError(
-                f"get_signal of strategy {self.strategy_name!r} for {self.symbol} took longer than "
-                f"CC_MAX_SIGNAL_GENERATION_SECONDS={cfg.CC_MAX_SIGNAL_GENERATION_SECONDS}s; no signal"),
-                self.strategy_name)
-        except Exception as e:  # noqa: BLE001 - a failing strategy call is a recoverable error
+        except TimeoutError:  # (as from get_signal itself)
+            await self._timed_out()
+        except Exception as e:  # noqa: BLE001 - an invalid signal is a recoverable error
             await self.sink.error(e, self.strategy_name)
         return None
+
+    async def _timed_out(self) -> None:
+        await self.sink.error(TimeoutError(
+            f"get_signal of strategy {self.strategy_name!r} for {self.symbol} took longer than "
+            f"CC_MAX_SIGNAL_GENERATION_SECONDS={cfg.CC_MAX_SIGNAL_GENERATION_SECONDS}s; no signal"),
+            self.strategy_name)
 
     def _build(self, sig: Signal, when: int, price: float) -> SignalRow:
         po = sig.price_open
@@ -518,6 +562,16 @@ def triggered(row: SignalRow, price: float) -> bool:
 def past_stop(row: SignalRow, price: float) -> bool:
     """`price` is at or through the stop-loss of `row` (a long's at or below it)."""
     return price <= row.price_stop_loss if row.position == "long" else price >= row.price_stop_loss
+
+
+def _with_quantity(row: SignalRow, quantity: float) -> SignalRow:
+    """dataclasses.replace(row, quantity=quantity), written out (it runs once per trade)."""
+    return SignalRow(id=row.id, position=row.position, price_open=row.price_open,
+                     price_take_profit=row.price_take_profit, price_stop_loss=row.price_stop_loss,
+                     minute_estimated_time=row.minute_estimated_time, note=row.note, symbol=row.symbol,
+                     strategy_name=row.strategy_name, exchange_name=row.exchange_name,
+                     scheduled_at=row.scheduled_at, pending_at=row.pending_at, is_scheduled=row.is_scheduled,
+                     order_type=row.order_type, quantity=quantity)
 
 
 def _as_signal(row: SignalRow) -> Signal:

@@ -8,12 +8,13 @@ reaches both). Pure functions: they return decisions; the machine turns them int
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from .._candles import Candles, vwap
+from .._candles import Candles, Vwaps, vwap
 from .._config import cfg
 from .._time import MINUTE_MS
 from ..events import CloseReason, SignalRow
@@ -106,12 +107,17 @@ def _take_profit_first(candle_open: float, row: SignalRow) -> bool:
     return abs(row.price_take_profit - candle_open) < abs(candle_open - row.price_stop_loss)
 
 
-def price_at(v: np.ndarray, c: Candles, k: int) -> float:
+def price_at(v: Vwaps, c: Candles, k: int) -> float:
     """VWAP of the candles up to k (fewer than CC_AVG_PRICE_CANDLES_COUNT at the data's start)."""
-    return float(v[k]) if np.isfinite(v[k]) else vwap(c[: k + 1][-cfg.CC_AVG_PRICE_CANDLES_COUNT:])
+    x = v[k]
+    return float(x) if math.isfinite(x) else vwap(c[: k + 1][-cfg.CC_AVG_PRICE_CANDLES_COUNT:])
 
 
-def price_at_end(c: Candles, v: np.ndarray) -> float:
+def price_at_end(c: Candles, v: Vwaps) -> float:
     """VWAP of the last CC_AVG_PRICE_CANDLES_COUNT candles (fewer when that is all there is)."""
     n = cfg.CC_AVG_PRICE_CANDLES_COUNT
-    return float(v[-1]) if len(c) >= n and np.isfinite(v[-1]) else vwap(c[-n:])
+    if len(c) >= n:
+        x = v[-1]
+        if math.isfinite(x):
+            return float(x)
+    return vwap(c[-n:])

@@ -68,20 +68,33 @@ class Sink:
         self.persist: Persist = persist or NoPersist()
         self.account = account if account is not None else Account()
         self._cb = {name: callback(schema.callbacks, name) for name in _CALLBACKS}
+        self._any_callbacks = any(fn is not None for fn in self._cb.values())
         self._tick_callbacks = self._cb["on_tick"] is not None or self._cb["on_idle"] is not None
+        self._progress_callbacks = self._cb["on_partial_profit"] is not None or self._cb["on_partial_loss"] is not None
         self._topic = "signal_backtest" if backtest else "signal_live"
+        self._seen = -1  # the hub version the two answers below were read at
+        self._ticks = self._progress = True
 
     # --- who is listening (the machine skips work nobody sees) --------------------------
+
+    def _listeners(self) -> None:
+        """Read again who listens (listeners may come and go during a run, even from strategy code)."""
+        self._seen = hub.version
+        self._ticks = self._tick_callbacks or hub.has(self._topic) or hub.has("signal")
+        self._progress = self._progress_callbacks or hub.has("partial_profit") or hub.has("partial_loss")
 
     @property
     def observes_ticks(self) -> bool:
         """True when someone sees idle ticks, so no frame may be skipped."""
-        return self._tick_callbacks or hub.has(self._topic) or hub.has("signal")
+        if self._seen != hub.version:
+            self._listeners()
+        return self._ticks
 
     @property
     def observes_progress(self) -> bool:
-        return (hub.has("partial_profit") or hub.has("partial_loss")
-                or self._cb["on_partial_profit"] is not None or self._cb["on_partial_loss"] is not None)
+        if self._seen != hub.version:
+            self._listeners()
+        return self._progress
 
     # --- the effects --------------------------------------------------------------------
 
@@ -98,7 +111,8 @@ class Sink:
             for b in self.books:
                 b.remove(self.strategy_name, self.symbol, result.close_timestamp)
             self.account.closed(result)
-        await self._callbacks(result)
+        if self._any_callbacks:
+            await self._callbacks(result)
         if action != "idle":
             self.run.add(result)
         if hub.has(self._topic):

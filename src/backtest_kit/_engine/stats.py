@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pandas loads on first use: `import backtest_kit` stays ligh
     import pandas as pd
 
 from .._config import cfg
-from .._equity import EquityStats, TradeArrays, equity_curve, equity_statistics, exposure_mask, resample_last
+from .._equity import EquityStats, TradeArrays, equity_curve, equity_statistics_of, exposure_mask, resampled_last
 from ..events import CancelledResult, ClosedResult, OpenedResult, ScheduledResult
 from .account import pnl_money
 from .runs import RunError
@@ -156,12 +156,10 @@ def equity_block(closed: Sequence[ClosedResult], ts: np.ndarray, close: np.ndarr
     if not len(ts):
         return None
     eq, exposed = equity_series(closed, ts, close, initial_capital)
-    import pandas as pd
-
-    return equity_statistics(resample_last(ts, eq, "1m"), initial_capital=initial_capital,
-                             annualization_days=cfg.CC_ANNUALIZATION_DAYS,
-                             exposure_pct=float(exposed.mean() * 100),
-                             benchmark=pd.Series(close))
+    labels, last = resampled_last(ts, eq, "1m")
+    return equity_statistics_of(labels, last, initial_capital=initial_capital,
+                                annualization_days=cfg.CC_ANNUALIZATION_DAYS,
+                                exposure_pct=float(exposed.mean() * 100), benchmark=close)
 
 
 def trades_frame(closed: Sequence[ClosedResult]) -> pd.DataFrame:

@@ -46,7 +46,7 @@ class Signals:
 
     def index_at(self, when: int) -> int:
         """The last bar closed by `when` (D1: open time + 1 minute <= when), or -1."""
-        return int(np.searchsorted(self.timestamp, when - MINUTE_MS, side="right")) - 1
+        return int(self.timestamp.searchsorted(when - MINUTE_MS, side="right")) - 1
 
     def signal(self, k: int) -> Signal | None:
         """Bar k's signal as get_signal would return it (None for position 0)."""
@@ -252,5 +252,5 @@ class VectorSource:
         asks = self._asks
         if asks is None:
             return (when // step + 1) * step
-        i = int(np.searchsorted(asks, (when // step + 1) * step))
+        i = int(asks.searchsorted((when // step + 1) * step))
         return int(asks[i]) if i < len(asks) else NEVER

@@ -22,17 +22,17 @@ from .._engine.machine import Machine
 from .._engine.runs import Run, runs
 from .._engine.sink import Sink
 from .._engine.stats import BacktestStatistics, backtest_statistics, equity_block, equity_series, trades_frame
+from .._engine.vector import NEVER
 from .._equity import resample_last
 from .._exchange import EndOfData, ExchangeClient, maybe_await
-from .._frames import timeframes
 from .._hub import hub
 from .._report.backtest import render_backtest_report
 from .._report.html import backtest_page
 from .._report.table import Column
-from .._schema import StrategySchema, callback
+from .._schema import StrategySchema, callback, check_frame_count
 from .._time import MINUTE_MS, interval_ms, iso, to_datetime
 from ..errors import ValidationError
-from ..events import DoneEvent, Outcome, PerformanceEvent, ProgressEvent
+from ..events import DoneEvent, Outcome, PerformanceEvent, ProgressEvent, TickResult
 from .base import BackgroundRun, Facade, Instance, check_format, check_freq
 
 
@@ -60,7 +60,7 @@ class FrameLoop:
     merged in one time order (a portfolio) or driven alone (`run_frames`).
     """
 
-    def __init__(self, machine: Machine, frames: np.ndarray, exchange_name: str, timer: Timer):
+    def __init__(self, machine: Machine, frames: Sequence[int], exchange_name: str, timer: Timer):
         self.machine = machine
         self.sink = machine.sink
         self.n = len(frames)  # frames are evenly spaced: kept as first + i * step, not as the array
@@ -70,6 +70,8 @@ class FrameLoop:
         self.done = self.n == 0
         self.progress_on = hub.has("backtest_progress")
         self._last_pct = -1
+        self._version = -1  # the hub version _quiet and _timed were read at
+        self._quiet = self._timed = False
         self._first = int(frames[0]) if self.n else 0
         self._fstep = int(frames[1] - frames[0]) if self.n > 1 else 1
         if self.n:  # the 1m cache makes room once for the whole frame and the longest signal after it
@@ -97,45 +99,77 @@ class FrameLoop:
     def _next_bucket(self, when: int) -> None:
         """On to the first frame at or after the machine's next ask: the next get_signal bucket, or
         the next bar a vectorised strategy's arrays hold a signal for (the index only grows)."""
-        self._go(self._at_or_after(self.machine.next_ask(when)))
+        # (_go(_at_or_after(...)) written out: this runs once per idle bucket)
+        k = -(-(self.machine.next_ask(when) - self._first) // self._fstep)
+        self.i = k if k > 0 else 0
+        if self.i >= self.n:
+            self.done = True
 
-    async def step(self) -> Outcome | None:
-        """Handle frame `i`: skip a throttled idle bucket, or tick; returns what closed or was cancelled."""
-        state, i, n = self.machine, self.i, self.n
-        when = self._first + i * self._fstep  # frames are evenly spaced
-        if self.progress_on and i * 100 // n > self._last_pct:
-            self._last_pct = i * 100 // n
-            await hub.emit("backtest_progress", ProgressEvent(self.exchange_name, state.strategy_name, state.symbol,
-                                                             n, i, i / n))
-        if state.pending is None and state.scheduled is None:
-            if state.stopped:
-                self.done = True
+    def _goes_on(self, until: int | None) -> bool:
+        """The step may handle the next frame too: it comes before `until`."""
+        return until is not None and not self.done and self._first + self.i * self._fstep < until
+
+    def _listeners(self) -> None:
+        """Read again who listens (they may come and go during a run)."""
+        self._version = hub.version
+        self._quiet = not self.sink.observes_ticks
+        self._timed = hub.has("performance")
+
+    async def step(self, until: int | None = None) -> Outcome | None:
+        """Handle frame `i`: skip a throttled idle bucket, or tick; returns what closed or was cancelled.
+
+        `until`: go on through the quiet idle frames (nothing open, nobody watching, nothing
+        happened) before that time, within this call (a loop driven alone); a portfolio steps
+        its loops one frame at a time, in time order."""
+        state, n = self.machine, self.n
+        while True:
+            i = self.i
+            when = self._first + i * self._fstep  # frames are evenly spaced
+            if self.progress_on and i * 100 // n > self._last_pct:
+                self._last_pct = i * 100 // n
+                await hub.emit("backtest_progress", ProgressEvent(self.exchange_name, state.strategy_name,
+                                                                 state.symbol, n, i, i / n))
+            if self._version != hub.version:  # listeners may come and go
+                self._listeners()
+            if state.pending is None and state.scheduled is None:
+                if state.stopped:
+                    self.done = True
+                    return None
+                if self._quiet and not state.may_ask(when):
+                    # Nothing open, nothing waiting, get_signal throttled: skip to the next bucket.
+                    self._next_bucket(when)
+                    if self._goes_on(until):
+                        continue
+                    return None
+            timed = self._timed  # per-frame samples only for listeners: a year has half a million frames
+            frame_started = time.perf_counter() if timed else 0.0
+            exchange = state.exchange
+            try:
+                result = await state.tick(when)
+            except EndOfData as end:
+                _logging.log.info("Backtest %s %s ends at %s: %s", state.symbol, state.strategy_name, iso(when), end)
+                self.done = True  # the venue's data ended (found explicitly) or the wall clock is reached
                 return None
-            if not state.may_ask(when) and not self.sink.observes_ticks:  # listeners may come and go
-                # Nothing open, nothing waiting, get_signal throttled: skip to the next bucket.
-                self._next_bucket(when)
+            except Exception as e:  # noqa: BLE001 - a failed frame is reported and skipped
+                if exchange.failure is not None:  # a candle fetch failed after its retries: fail the run
+                    raise exchange.failure from exchange.failure.__cause__
+                await self.sink.error(e, f"Backtest {state.symbol} {state.strategy_name} at "
+                                         f"{to_datetime(when).isoformat()}")
+                self._go(i + 1)
                 return None
-        timed = hub.has("performance")  # per-frame samples only for listeners: a year has half a million frames
-        frame_started = time.perf_counter() if timed else 0.0
-        exchange = state.exchange
-        try:
-            result = await state.tick(when)
-        except EndOfData as end:
-            _logging.log.info("Backtest %s %s ends at %s: %s", state.symbol, state.strategy_name, iso(when), end)
-            self.done = True  # the venue's data ended (found explicitly) or the wall clock is reached
-            return None
-        except Exception as e:  # noqa: BLE001 - a failed frame is reported and skipped
-            if exchange.failure is not None:  # a candle fetch failed after its retries: fail the run
-                raise exchange.failure from exchange.failure.__cause__
-            await self.sink.error(e, f"Backtest {state.symbol} {state.strategy_name} at "
-                                     f"{to_datetime(when).isoformat()}")
-            self._go(i + 1)
-            return None
-        if exchange.failure is not None:  # also when strategy code caught it: no silent differences
-            raise exchange.failure
-        if result is state.quiet_idle and not (timed or state.stopped or state.data_ended):
-            self._next_bucket(when)  # the usual frame: nothing happened, and nobody watches idle ticks
-            return None
+            if exchange.failure is not None:  # also when strategy code caught it: no silent differences
+                raise exchange.failure
+            if result is state.quiet_idle and not (timed or state.stopped or state.data_ended):
+                self._next_bucket(when)  # the usual frame: nothing happened, and nobody watches idle ticks
+                if self._goes_on(until):
+                    continue
+                return None
+            return await self._after(result, when, timed, frame_started)
+
+    async def _after(self, result: TickResult, when: int, timed: bool, frame_started: float) -> Outcome | None:
+        """The rest of a frame whose tick did something (or is watched): run an opened or placed
+        signal to its end, yield what closed, move on."""
+        state, exchange = self.machine, self.machine.exchange
         outcome: Outcome | None = None
         action = result.action
         if action == "opened" or (action == "scheduled" and not state.stopped):
@@ -163,7 +197,7 @@ class FrameLoop:
             if result is state.quiet_idle:  # nobody sees idle ticks: on to the next bucket
                 self._next_bucket(when)
                 return None
-        self._go(i + 1)
+        self._go(self.i + 1)
         return None
 
     async def finish(self) -> None:
@@ -194,7 +228,9 @@ async def open_loop(symbol: str, strategy_name: str, exchange: ExchangeClient, f
     sink = Sink(strategy, symbol, backtest=True, run=run, books=books, account=account, strict=strict)
     state = Machine(strategy, exchange, symbol, sink)
     attach(state)
-    frames = timeframes(start, end, frame.interval)
+    # The frame's times (timeframes() without its array: a year of 1m frames is 4 MB of int64).
+    check_frame_count(start, end, frame.interval, "timeframes")
+    frames = range(start, end + 1, interval_ms(frame.interval))
     on_timeframe = callback(frame.callbacks, "on_timeframe")
     if on_timeframe is not None and window is None:
         await maybe_await(on_timeframe([to_datetime(int(t)) for t in frames], frame.start_date,
@@ -216,7 +252,7 @@ async def run_frames(symbol: str, strategy_name: str, exchange_name: str, frame_
     loop = await open_loop(symbol, strategy_name, exchange, frame_name, attach, strict=strict)
     run_started = time.perf_counter()
     while not loop.done:
-        outcome = await loop.step()
+        outcome = await loop.step(until=NEVER)  # alone: the quiet frames in one call
         if outcome is not None:
             yield outcome
     await loop.finish()
@@ -229,8 +265,9 @@ def attach_marks(run: Run, exchange: ExchangeClient, start: int, end: int) -> No
 
     async def source() -> Candles:
         last = max([end, *(r.close_timestamp for r in run.results)])
-        c = await exchange.range(run.symbol, "1m", start, last + MINUTE_MS)
-        return Candles(*(np.array(getattr(c, k)) for k in ("timestamp", "open", "high", "low", "close", "volume")))
+        # A view of the cache, no copy: its candles never change once written (fills append after
+        # them, and a fill before them builds new columns), and the marks copy only what they read.
+        return await exchange.range(run.symbol, "1m", start, last + MINUTE_MS)
 
     run.mark_source = source
 
