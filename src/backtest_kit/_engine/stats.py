@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import html
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,39 +14,13 @@ if TYPE_CHECKING:  # pandas loads on first use: `import backtest_kit` stays ligh
 
 from .._config import cfg
 from .._equity import EquityStats, TradeArrays, equity_curve, equity_statistics_of, exposure_mask, resampled_last
+from .._tabular import Tabular
 from ..events import CancelledResult, ClosedResult, OpenedResult, ScheduledResult
 from .account import pnl_money
 from .runs import RunError
 
 DAY_MS = 86_400_000
 STD_EPSILON = 1e-12  # D13: below this a standard deviation is float noise, not dispersion
-
-
-def _plain(value: object) -> object:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-class Tabular:
-    """to_dict() and a notebook table for the statistics dataclasses."""
-
-    __slots__ = ()
-
-    def to_dict(self) -> dict[str, object]:
-        """Every field as plain Python values (nested results as dicts)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
-
-    def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(_cell(v))}</td></tr>"
-                       for k, v in self.to_dict().items() if not isinstance(v, list))
-        return f"<table><caption>{html.escape(type(self).__name__)}</caption>{rows}</table>"
-
-
-def _cell(v: object) -> str:
-    return f"{v:,.6g}" if isinstance(v, float) else str(v)
 
 
 @dataclass(slots=True)
