@@ -167,6 +167,14 @@ class Facade(Generic[I]):
     async def list(self) -> list[InstanceStatus]:
         return self._registry.statuses()
 
+    def _results(self, symbol: str, name: str, noun: str) -> Any:
+        """The `data` of the (symbol, name) instance, or an error saying to run it first."""
+        data = getattr(self._registry.find(canonical_symbol(symbol), name), "data", None)
+        if data is None:
+            raise BacktestKitError(f"{self.kind}.get_data: no results for {noun} {name!r} on {symbol}; "
+                                   f"run {self.kind}.run or {self.kind}.background first")
+        return data
+
     async def _dump(self, text: str, path: str | None, name: str, ext: str = ".md") -> str:
         return await dump_report(path, self.folder, name, text, ext)
 

@@ -221,11 +221,8 @@ class SweepUtils(Facade[SweepInstance]):
 
     async def get_data(self, symbol: str, sweep_name: str) -> SweepStatistics:
         registry.get_sweep(sweep_name, "Sweep.get_data")
-        inst = self._registry.find(registry.canonical_symbol(symbol), sweep_name)
-        if inst is None or inst.data is None:
-            raise BacktestKitError(f"Sweep.get_data: no results for sweep {sweep_name!r} on {symbol}; "
-                                   "run Sweep.run or Sweep.background first")
-        return inst.data
+        data: SweepStatistics = self._results(symbol, sweep_name, "sweep")
+        return data
 
     async def get_report(self, symbol: str, sweep_name: str) -> str:
         return await render_sweep_report(await self.get_data(symbol, sweep_name))

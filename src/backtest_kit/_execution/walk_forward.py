@@ -17,7 +17,7 @@ from .._report.html import comparison_page, equity_curve_of
 from .._report.sweep import render_walk_forward_report
 from .._schema import SweepSchema, WalkForwardSchema
 from .._time import interval_ms
-from ..errors import BacktestKitError, ValidationError
+from ..errors import ValidationError
 from ..events import DoneEvent, WalkForwardProgress, WalkForwardStatistics, WalkForwardWindow
 from .backtest import attach_marks, statistics_of
 from .base import BackgroundRun, Facade, Instance, check_format
@@ -191,11 +191,8 @@ class WalkForwardUtils(Facade[WalkInstance]):
 
     async def get_data(self, symbol: str, walk_name: str) -> WalkForwardStatistics:
         registry.get_walk_forward(walk_name, "WalkForward.get_data")
-        inst = self._registry.find(registry.canonical_symbol(symbol), walk_name)
-        if inst is None or inst.data is None:
-            raise BacktestKitError(f"WalkForward.get_data: no results for walk-forward {walk_name!r} on {symbol}; "
-                                   "run WalkForward.run or WalkForward.background first")
-        return inst.data
+        data: WalkForwardStatistics = self._results(symbol, walk_name, "walk-forward")
+        return data
 
     async def get_report(self, symbol: str, walk_name: str) -> str:
         return await render_walk_forward_report(await self.get_data(symbol, walk_name))

@@ -129,11 +129,8 @@ class WalkerUtils(Facade[WalkerInstance]):
 
     async def get_data(self, symbol: str, walker_name: str) -> WalkerStatistics:
         registry.get_walker(walker_name, "Walker.get_data")
-        inst = self._registry.find(symbol, walker_name)
-        if inst is None or inst.data is None:
-            raise BacktestKitError(f"Walker.get_data: no results for walker {walker_name!r} on {symbol}; "
-                                   "run Walker.run or Walker.background first")
-        return inst.data
+        data: WalkerStatistics = self._results(symbol, walker_name, "walker")
+        return data
 
     async def get_report(self, symbol: str, walker_name: str, strategy_columns: Any = None,
                          pnl_columns: Any = None) -> str:
