@@ -132,17 +132,22 @@ async def _optuna_trials(schema: SweepSchema, base: dict[str, Any], ex: Executor
     direction: Literal["minimize", "maximize"] = "minimize" if schema.metric in LOWER_IS_BETTER else "maximize"
     study = optuna.create_study(study_name=study_name, storage=storage, direction=direction, load_if_exists=True,
                                 sampler=optuna.samplers.TPESampler(seed=OPTUNA_SEED))
-    finished = [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.FAIL)]
+    def done() -> list[Any]:
+        """The study's finished trials (its own and other machines'), not those a stop left unrun."""
+        return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+                if not t.user_attrs.get("stopped")]
+
+    finished = done()
     for ft in finished:
         trials.add(_resumed(ft, schema.metric))
     if finished and storage is not None:  # resumed: a new seed, so the random start repeats no point it has
         study = optuna.load_study(study_name=study_name, storage=storage,
                                   sampler=optuna.samplers.TPESampler(seed=OPTUNA_SEED + len(study.trials)))
     dists = distributions(f"add_sweep(sweep_name={schema.sweep_name!r})", schema.space)
-    remaining = (schema.trials or 0) - len(finished)
-    while remaining > 0 and not stopped():
+    # Counted again before each batch: machines sharing the study split its trials between them
+    # (they overshoot by at most the trials in flight elsewhere).
+    while (remaining := (schema.trials or 0) - len(done())) > 0 and not stopped():
         asked = [study.ask(dists) for _ in range(min(OPTUNA_BATCH, remaining))]
-        remaining -= len(asked)
         by_number = {t.number: t for t in asked}
         specs = [TrialSpec(t.number, params=dict(t.params), **base) for t in asked]
         async for outcome in ex.map(specs, stopped):
@@ -158,7 +163,8 @@ async def _optuna_trials(schema: SweepSchema, base: dict[str, Any], ex: Executor
             await _report_failure(trial, schema, where)
             trials.add(trial, outcome.run)
             yield trial
-        for ot in by_number.values():  # stopped before they ran: free for a later resume
+        for ot in by_number.values():  # stopped before they ran: not counted, a resume runs them anew
+            ot.set_user_attr("stopped", True)
             study.tell(ot, state=TrialState.FAIL)
 
 
