@@ -370,3 +370,22 @@ def test_two_processes_share_one_study(tmp_path):
     assert len({t.number for t in trials}) == len(trials)
     with open(calls) as f:
         assert len(f.readlines()) == len(finished)  # every trial ran once, on one of the two
+
+
+def test_walker_picks_the_smallest_drawdown_and_ranks_it_first():
+    _market()
+    for fast, slow in [(5, 30), (10, 60), (8, 40)]:
+        bk.add_strategy(strategy_name=f"s{fast}-{slow}", interval="5m", get_signal=make(fast, slow))
+    bk.add_walker("w", "syn", "f", ["s5-30", "s10-60", "s8-40"], metric="max_drawdown_pct")
+
+    async def main():
+        async for _ in bk.Walker.run("BTCUSDT", walker_name="w"):
+            pass
+        return await bk.Walker.get_data("BTCUSDT", "w"), await bk.Walker.get_report("BTCUSDT", "w")
+
+    data, report = asyncio.run(main())
+    drawdowns = {r.strategy_name: r.metric_value for r in data.strategy_results}
+    smallest = min(drawdowns, key=drawdowns.get)
+    assert len(set(drawdowns.values())) == 3 and all(v > 0 for v in drawdowns.values())
+    assert data.best_strategy == smallest and data.best_metric == drawdowns[smallest]
+    assert f"| 1 | {smallest} 🏆 |" in report

@@ -452,6 +452,11 @@ def _choice(call: str, fld: str, value: Any, allowed: tuple[str, ...]) -> str:
     return value
 
 
+def score(metric: str, value: float | None) -> float | None:
+    """Higher is better: the metric, or its negative for drawdowns, spreads and error counts."""
+    return None if value is None else (-value if metric in LOWER_IS_BETTER else value)
+
+
 def _executor(call: str, value: Any) -> str:
     kind = _choice(call, "executor", value, EXECUTORS)
     if kind == "ray":

@@ -35,6 +35,7 @@ import backtest_kit as bk
 from ._cli_data import data_app, offline_exchange
 from ._files import COLUMNS, CandleFileError, demo_candles, load_candles
 from ._report.backtest import fmt_value, headline
+from ._report.walker import ranked
 from ._schema import EXECUTORS, WALKER_METRICS
 from ._space import label as params_label
 from ._space import parse_space
@@ -378,9 +379,9 @@ async def _run_walker(spec: WalkSpec, update: Update, on_error: OnError
 
 
 def ranking(data: bk.WalkerStatistics) -> list[bk.StrategyResult]:
-    """The walked strategies best first, by the Walker's rule: higher metric first, an undefined
-    metric last, ties in walk order (so the first is the Walker's best_strategy)."""
-    return sorted(data.strategy_results, key=lambda r: (r.metric_value is None, -(r.metric_value or 0.0)))
+    """The walked strategies best first, by the Walker's rule: higher metric first (drawdowns, spreads
+    and error counts: lower), an undefined metric last, ties in walk order (the first is best_strategy)."""
+    return ranked(data.strategy_results, data.metric)
 
 
 def ranking_table(data: bk.WalkerStatistics, failed: dict[str, BaseException]) -> Table:

@@ -15,7 +15,7 @@ from .._hub import hub
 from .._report.backtest import headline
 from .._report.html import comparison_page, equity_curve_of, sweep_heatmap
 from .._report.sweep import render_sweep_report
-from .._schema import LOWER_IS_BETTER, SweepSchema
+from .._schema import LOWER_IS_BETTER, SweepSchema, score
 from .._space import distributions, grid, label
 from ..errors import BacktestKitError
 from ..events import DoneEvent, SweepProgress, SweepStatistics, SweepTrial
@@ -31,11 +31,6 @@ OPTUNA_BATCH = 8  # points asked before any is told: the same for every executor
 def metric_of(stats: BacktestStatistics | None, metric: str) -> float | None:
     value = getattr(stats, metric) if stats is not None else None
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-def score(metric: str, value: float | None) -> float | None:
-    """Higher is better: the metric, or its negative for drawdowns, spreads and error counts."""
-    return None if value is None else (-value if metric in LOWER_IS_BETTER else value)
 
 
 def rank(trials: Sequence[SweepTrial], metric: str) -> list[SweepTrial]:

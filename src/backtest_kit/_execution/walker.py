@@ -15,7 +15,7 @@ from .._hub import call_reporting, hub
 from .._report.backtest import headline
 from .._report.html import comparison_page, equity_curve_of
 from .._report.walker import render_walker_report
-from .._schema import callback
+from .._schema import callback, score
 from ..errors import BacktestKitError
 from ..events import DoneEvent, StrategyResult, WalkerComplete, WalkerProgress, WalkerProgressEvent, WalkerStatistics
 from .backtest import attach_marks
@@ -90,8 +90,9 @@ class WalkerUtils(Facade[WalkerInstance]):
                 stats = outcome.stats
                 value = metric_value(stats, metric)
                 best_stats = data.best_stats
-                if value is not None and (best is None or value > best
-                                          or (value == best and outcome.number < names.index(best_name or name))):
+                new, old = score(metric, value), score(metric, best)
+                if new is not None and (old is None or new > old
+                                        or (new == old and outcome.number < names.index(best_name or name))):
                     best, best_name, best_stats = value, name, stats  # ties keep the earlier one
                 tested += 1
                 results[outcome.number] = StrategyResult(name, stats, value)

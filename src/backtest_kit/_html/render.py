@@ -317,7 +317,7 @@ def _heat_color(value: float, lo: float, hi: float) -> str:
     return _mix(_NEUTRAL, _GOOD, t) if t >= 0 else _mix(_NEUTRAL, _BAD, -t)
 
 
-def _heatmap_html(heatmap: Heatmap) -> tuple[str, int]:
+def _heatmap_html(heatmap: Heatmap, lower_is_better: bool = False) -> tuple[str, int]:
     x_name, y_name, x_values, y_values, raw = heatmap
     grid = np.asarray(raw, dtype=np.float64)
     if grid.shape != (len(y_values), len(x_values)):
@@ -335,8 +335,10 @@ def _heatmap_html(heatmap: Heatmap) -> tuple[str, int]:
             v = float(grid[i, j])
             tip = esc(f"{x_name}={_fmt(x)}, {y_name}={_fmt(y)}: {_fmt(v)}")
             if math.isfinite(v):
-                best = " style=\"font-weight:700;outline:2px solid #fff;outline-offset:-2px;" if v == hi else ' style="'
-                cells.append(f'<td title="{tip}"{best}background:{_heat_color(v, lo, hi)}">{esc(_fmt(v))}</td>')
+                top = v == (lo if lower_is_better else hi)
+                best = " style=\"font-weight:700;outline:2px solid #fff;outline-offset:-2px;" if top else ' style="'
+                color = _heat_color(-v, -hi, -lo) if lower_is_better else _heat_color(v, lo, hi)
+                cells.append(f'<td title="{tip}"{best}background:{color}">{esc(_fmt(v))}</td>')
             else:
                 cells.append(f'<td title="{tip}" class="muted">&mdash;</td>')
         rows.append(f"<tr><th>{esc(_fmt(y))}</th>{''.join(cells)}</tr>")
@@ -348,9 +350,10 @@ def _heatmap_html(heatmap: Heatmap) -> tuple[str, int]:
     return table, int(grid.size)
 
 
-def _metrics_html(metric_name: str, metrics: Mapping[str, float | None]) -> str:
+def _metrics_html(metric_name: str, metrics: Mapping[str, float | None], lower_is_better: bool = False) -> str:
     items = [(str(k), _opt_float(v)) for k, v in metrics.items()]
-    items.sort(key=lambda kv: (kv[1] is None, -(kv[1] or 0.0)))
+    sign = 1.0 if lower_is_better else -1.0
+    items.sort(key=lambda kv: (kv[1] is None, sign * (kv[1] or 0.0)))
     top = max((abs(v) for _, v in items if v is not None), default=0.0)
     rows = []
     for rank, (name, v) in enumerate(items, 1):
@@ -408,6 +411,7 @@ def render_comparison_html(
     heatmap: Heatmap | None = None,
     stats_rows: Sequence[Mapping[str, Any]] = (),
     max_points: int = 2000,
+    lower_is_better: bool = False,
 ) -> str:
     """One self-contained HTML page comparing strategies: overlaid equity curves, the metric ranking,
     an optional parameter heatmap `(x_name, y_name, x_values, y_values, values[len(y), len(x)])`, a stats table.
@@ -426,7 +430,7 @@ def render_comparison_html(
         t_out, v_out = series_on_grid(grid, t, v, "last")
         decimals = _decimals_for(float(np.max(np.abs(v_out))) if v_out.size else 0.0, 8, 2, 10)
         curve_data.append({"name": name, "t": _seconds(t_out), "v": _rounded(v_out, decimals)})
-    heat_html, cells = _heatmap_html(heatmap) if heatmap is not None else ("", 0)
+    heat_html, cells = _heatmap_html(heatmap, lower_is_better) if heatmap is not None else ("", 0)
     sections = [
         f"<header><h1>{esc(title)}</h1><div class=\"sub\">{len(parsed)} equity curve{'' if len(parsed) == 1 else 's'}"
         f" &middot; ranked by <b>{esc(metric_name)}</b></div></header>",
@@ -435,7 +439,7 @@ def render_comparison_html(
         '<div class="chart-wrap" style="--h:440px"><div id="chart" class="chart"></div></div></section>'
         if parsed else "",
         f"<section><h2>{esc(metric_name)} <small>per strategy</small></h2>"
-        f"{_metrics_html(metric_name, metrics)}</section>",
+        f"{_metrics_html(metric_name, metrics, lower_is_better)}</section>",
         f"<section><h2>Parameter heatmap <small>{esc(heatmap[0])} &times; {esc(heatmap[1])}</small></h2>"
         f"{heat_html}</section>" if heatmap is not None else "",
         f"<section><h2>Statistics <small>{len(stats_rows)} rows</small></h2>{_rows_html(stats_rows)}</section>"

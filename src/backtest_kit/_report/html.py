@@ -12,6 +12,7 @@ from .._engine.runs import Run
 from .._engine.stats import BacktestStatistics, equity_series
 from .._html import render_backtest_html, render_comparison_html
 from .._html.render import Heatmap
+from .._schema import LOWER_IS_BETTER
 from ..events import ClosedResult, SweepTrial
 from .backtest import headline
 
@@ -48,7 +49,7 @@ def comparison_page(title: str, curves: dict[str, Curve], metric_name: str, metr
     """Equity curves side by side, the metric per strategy (or trial), an optional parameter heatmap and a
     table of their statistics."""
     return render_comparison_html(title=title, curves=curves, metric_name=metric_name, metrics=metrics,
-                                  stats_rows=rows, heatmap=heatmap)
+                                  stats_rows=rows, heatmap=heatmap, lower_is_better=metric_name in LOWER_IS_BETTER)
 
 
 MAX_AXIS = 40  # distinct values on a heatmap axis; more (a continuous search) are binned

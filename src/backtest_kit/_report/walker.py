@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from .._schema import score
 from ..events import StrategyResult, WalkerStatistics
 from .table import Column, fmt_num, fmt_pct, fmt_time, render_table
 
@@ -43,15 +44,16 @@ def _unit(x: float | None, digits: int, unit: str) -> str:
     return text if text == "N/A" else text + unit
 
 
-def ranked(results: Iterable[StrategyResult]) -> list[StrategyResult]:
-    """Strategy results by metric, best first; undefined metrics last; ties keep schema order."""
-    return sorted(results, key=lambda r: (r.metric_value is None, -(r.metric_value or 0.0)))
+def ranked(results: Iterable[StrategyResult], metric: str) -> list[StrategyResult]:
+    """Strategy results by metric, best first (drawdowns, spreads, error counts: lowest); undefined
+    metrics last; ties keep schema order."""
+    return sorted(results, key=lambda r: (r.metric_value is None, -(score(metric, r.metric_value) or 0.0)))
 
 
 async def render_walker_report(data: WalkerStatistics, strategy_columns: Sequence[Column] | None = None,
                                pnl_columns: Sequence[Column] | None = None) -> str:
     """Markdown report of a WalkerStatistics."""
-    order = ranked(data.strategy_results)
+    order = ranked(data.strategy_results, data.metric)
     parts = [
         f"# Walker Comparison Report: {data.walker_name}",
         f"**Symbol:** {data.symbol}  \n**Exchange:** {data.exchange_name}  \n**Frame:** {data.frame_name}  \n"
