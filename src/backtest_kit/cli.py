@@ -517,7 +517,8 @@ def walker(
     exchange: ExchangeOption = None,
     symbol: SymbolOption = None,
     interval: IntervalOption = "5m",
-    metric: str = typer.Option("sharpe_ratio", help=f"Rank by this statistic, highest first: "
+    metric: str = typer.Option("sharpe_ratio", help="Rank by this statistic, highest first (drawdowns, "
+                                                    "spreads, error counts: lowest): "
                                                     f"{', '.join(WALKER_METRICS)}."),
     start: StartOption = None,
     end: EndOption = None,
