@@ -133,18 +133,19 @@ def signal_errors(row: SignalRow, current_price: float) -> list[str]:
     pos = row.position
     if pos not in ("long", "short"):
         errors.append(f"position must be 'long' or 'short', got {row.position!r}")
-    if not _finite(current_price):
+    price_ok = _finite(current_price)  # each value judged once, the verdict reused below
+    if not price_ok:
         errors.append(f"current_price must be a finite number, got {num(current_price)}")
     elif current_price <= 0:
         errors.append(f"current_price must be positive, got {num(current_price)}")
-    for name in ("price_open", "price_take_profit", "price_stop_loss"):
-        v = getattr(row, name)
+    o, tp, sl = row.price_open, row.price_take_profit, row.price_stop_loss
+    prices_ok = True
+    for name, v in (("price_open", o), ("price_take_profit", tp), ("price_stop_loss", sl)):
         if not _finite(v):
+            prices_ok = False
             errors.append(f"{name} must be a finite number, got {num(v)}")
         elif v <= 0:
             errors.append(f"{name} must be positive, got {num(v)}")
-    o, tp, sl = row.price_open, row.price_take_profit, row.price_stop_loss
-    prices_ok = _finite(o) and _finite(tp) and _finite(sl)
     if prices_ok and pos in ("long", "short"):
         long = pos == "long"
         side = "Long" if long else "Short"
@@ -158,7 +159,7 @@ def signal_errors(row: SignalRow, current_price: float) -> list[str]:
                 errors.append(f"Short: price_take_profit ({num(tp)}) must be < price_open ({num(o)})")
             if not sl > o:
                 errors.append(f"Short: price_stop_loss ({num(sl)}) must be > price_open ({num(o)})")
-        if not row.is_scheduled and _finite(current_price):
+        if not row.is_scheduled and price_ok:
             p = current_price
             if (p <= sl) if long else (p >= sl):
                 errors.append(

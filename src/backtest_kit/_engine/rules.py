@@ -48,21 +48,32 @@ class ExitDecision:
 
 
 def decide_waiting(row: SignalRow, c: Candles, k0: int) -> WaitDecision:
-    ts = c.timestamp[k0:]
-    timeout = ts - row.scheduled_at >= cfg.CC_SCHEDULE_AWAIT_MINUTES * MINUTE_MS
+    # The timeout holds from its first candle on (times are sorted): only the candles before
+    # it are scanned for the stop and the fill, and at it the timeout beats both.
+    e = _first_at(c.timestamp, k0, row.scheduled_at, cfg.CC_SCHEDULE_AWAIT_MINUTES)
     long = row.position == "long"
-    stop = c.low[k0:] <= row.price_stop_loss if long else c.high[k0:] >= row.price_stop_loss
+    stop = c.low[k0:e] <= row.price_stop_loss if long else c.high[k0:e] >= row.price_stop_loss
     if row.order_type == "stop":  # a breakout: triggered when the price moves through price_open
-        fill = c.high[k0:] >= row.price_open if long else c.low[k0:] <= row.price_open
+        fill = c.high[k0:e] >= row.price_open if long else c.low[k0:e] <= row.price_open
     else:
-        fill = c.low[k0:] <= row.price_open if long else c.high[k0:] >= row.price_open
-    i = _first(timeout | stop | fill)
+        fill = c.low[k0:e] <= row.price_open if long else c.high[k0:e] >= row.price_open
+    i = _first(stop | fill)
     if i < 0:
-        return WaitDecision("none")
+        return WaitDecision("cancel", e) if e < len(c.timestamp) else WaitDecision("none")
     k = k0 + i
-    if timeout[i] or stop[i]:
+    if stop[i]:
         return WaitDecision("cancel", k)
     return WaitDecision("fill", k, fill_price(row, float(c.open[k])))
+
+
+def _first_at(ts: np.ndarray, k0: int, since: int, minutes: float) -> int:
+    """The first candle from k0 on with `ts - since >= minutes` minutes (len(ts) when none):
+    the same test as on every candle, found by bisection on the sorted times."""
+    span = minutes * MINUTE_MS
+    if not len(ts) or not span <= int(ts[-1]) - since:  # NaN too: no candle reaches it
+        return len(ts)
+    # The smallest whole time reaching the span (the times are whole milliseconds).
+    return max(k0, int(ts.searchsorted(since + math.ceil(span), side="left")))
 
 
 def fill_price(row: SignalRow, candle_open: float) -> float:
@@ -76,20 +87,18 @@ def fill_price(row: SignalRow, candle_open: float) -> float:
 
 
 def decide_exit(row: SignalRow, c: Candles, k0: int) -> ExitDecision:
-    ts = c.timestamp[k0:]
-    expired = ts - row.pending_at >= row.minute_estimated_time * MINUTE_MS
+    # As for the timeout above: the lifetime ends at candle e and beats a level reached there.
+    e = _first_at(c.timestamp, k0, row.pending_at, row.minute_estimated_time)
     if row.position == "long":
-        tp = c.high[k0:] >= row.price_take_profit
-        sl = c.low[k0:] <= row.price_stop_loss
+        tp = c.high[k0:e] >= row.price_take_profit
+        sl = c.low[k0:e] <= row.price_stop_loss
     else:
-        tp = c.low[k0:] <= row.price_take_profit
-        sl = c.high[k0:] >= row.price_stop_loss
-    i = _first(expired | tp | sl)
+        tp = c.low[k0:e] <= row.price_take_profit
+        sl = c.high[k0:e] >= row.price_stop_loss
+    i = _first(tp | sl)
     if i < 0:
-        return ExitDecision(None)
+        return ExitDecision("time_expired", e) if e < len(c.timestamp) else ExitDecision(None)
     k = k0 + i
-    if expired[i]:
-        return ExitDecision("time_expired", k)
     if tp[i] and sl[i]:  # one candle reached both: the policy decides, and the trade is marked
         first: CloseReason = "take_profit" if _take_profit_first(float(c.open[k]), row) else "stop_loss"
         return ExitDecision(first, k, ambiguous=True)
