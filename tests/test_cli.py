@@ -13,6 +13,7 @@ import backtest_kit as bk
 from backtest_kit._files import load_candles
 from backtest_kit.cli import app, demo_candles
 from backtest_kit.demo import synthetic_candles
+from helpers.cli_files import STRATEGY_FILE, write_csv
 
 runner = CliRunner(env={"COLUMNS": "200"})  # wide enough that rich does not wrap paths
 
@@ -23,11 +24,6 @@ def _report(output: str) -> Path:
     return Path(match.group(1).strip())
 
 
-def _write_csv(path: Path, candles: np.ndarray) -> Path:
-    lines = ["timestamp,open,high,low,close,volume"]
-    lines += [f"{int(r[0])},{r[1]},{r[2]},{r[3]},{r[4]},{r[5]}" for r in candles]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def test_bundled_data_is_45_days_of_1m_candles():
@@ -61,7 +57,7 @@ def test_demo_rejects_more_days_than_bundled(tmp_path):
 
 
 def test_backtest_on_a_user_csv(tmp_path):
-    csv = _write_csv(tmp_path / "candles.csv", synthetic_candles(2 * 1440))
+    csv = write_csv(tmp_path / "candles.csv", synthetic_candles(2 * 1440))
     out = tmp_path / "reports"
     result = runner.invoke(app, ["backtest", "--candles", str(csv), "--symbol", "ETHUSDT",
                                  "--interval", "5m", "--fast", "10", "--slow", "50", "--tp", "1.0",
@@ -92,7 +88,7 @@ def test_backtest_bad_columns(tmp_path):
 
 
 def test_backtest_bad_date(tmp_path):
-    csv = _write_csv(tmp_path / "candles.csv", synthetic_candles(300))
+    csv = write_csv(tmp_path / "candles.csv", synthetic_candles(300))
     result = runner.invoke(app, ["backtest", "--candles", str(csv), "--symbol", "X",
                                  "--start", "yesterday"])
     assert result.exit_code == 2
@@ -128,7 +124,7 @@ def test_live_paper_refuses_a_state_started_with_other_parameters_or_data(tmp_pa
     assert other_tp.exit_code == 1
     assert "started with other settings" in other_tp.output and "'tp': 1.0" in other_tp.output
     bk.reset()
-    csv = _write_csv(tmp_path / "other.csv", synthetic_candles(45 * 1440, seed=3))
+    csv = write_csv(tmp_path / "other.csv", synthetic_candles(45 * 1440, seed=3))
     other_data = runner.invoke(app, [*args, "--candles", str(csv)])
     assert other_data.exit_code == 1 and "candles: saved" in other_data.output
     bk.reset()
@@ -138,30 +134,11 @@ def test_live_paper_refuses_a_state_started_with_other_parameters_or_data(tmp_pa
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("state.")], "the old state is kept"
 
 
-STRATEGY_FILE = '''
-import backtest_kit as bk
-
-async def get_signal(symbol, when):
-    price = await bk.get_average_price(symbol)
-    if when.minute == 0 and when.hour % 6 == 0:
-        return {"position": "long", "price_take_profit": price * 1.01, "price_stop_loss": price * 0.99,
-                "minute_estimated_time": 120}
-    return None
-
-def make(every=6, tp=1.0):
-    async def signal(symbol, when):
-        price = await bk.get_average_price(symbol)
-        if when.minute == 0 and when.hour % every == 0:
-            return {"position": "long", "price_take_profit": price * (1 + tp / 100),
-                    "price_stop_loss": price * 0.99, "minute_estimated_time": 120}
-        return None
-    return signal
-'''
 
 
 def test_backtest_your_own_strategy_file_and_a_factory_with_params(tmp_path):
     (tmp_path / "mine.py").write_text(STRATEGY_FILE)
-    csv = _write_csv(tmp_path / "candles.csv", synthetic_candles(3 * 1440))
+    csv = write_csv(tmp_path / "candles.csv", synthetic_candles(3 * 1440))
     common = ["--candles", str(csv), "--symbol", "X", "--interval", "1m", "--out", str(tmp_path)]
     plain = runner.invoke(app, ["backtest", f"{tmp_path / 'mine.py'}:get_signal", *common])
     assert plain.exit_code == 0, plain.output
@@ -207,7 +184,7 @@ def test_demo_save_candles_writes_the_bundled_candles_exactly(tmp_path):
 
 def test_backtest_of_a_target_is_named_after_it_and_the_symbol_defaults_to_btcusdt(tmp_path):
     (tmp_path / "mine.py").write_text(STRATEGY_FILE)
-    csv = _write_csv(tmp_path / "candles.csv", synthetic_candles(3 * 1440))
+    csv = write_csv(tmp_path / "candles.csv", synthetic_candles(3 * 1440))
     result = runner.invoke(app, ["backtest", f"{tmp_path / 'mine.py'}:get_signal", "--candles", str(csv),
                                  "--interval", "1m", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -218,7 +195,7 @@ def test_backtest_of_a_target_is_named_after_it_and_the_symbol_defaults_to_btcus
 
 
 def test_backtest_store_needs_exchange_and_symbol_and_candles_refuse_an_exchange(tmp_path):
-    csv = _write_csv(tmp_path / "candles.csv", synthetic_candles(300))
+    csv = write_csv(tmp_path / "candles.csv", synthetic_candles(300))
     with_exchange = runner.invoke(app, ["backtest", "--candles", str(csv), "--exchange", "binance"])
     assert with_exchange.exit_code == 2 and "--exchange goes with --store" in with_exchange.output
     no_symbol = runner.invoke(app, ["backtest", "--store", str(tmp_path), "--exchange", "binance"])
@@ -233,7 +210,7 @@ def test_backtest_store_needs_exchange_and_symbol_and_candles_refuse_an_exchange
 def test_a_target_that_fails_is_a_bad_target_not_a_traceback(tmp_path, source, param, message):
     path = tmp_path / "broken.py"
     path.write_text(source)
-    csv = _write_csv(tmp_path / "candles.csv", synthetic_candles(300))
+    csv = write_csv(tmp_path / "candles.csv", synthetic_candles(300))
     attr = "make" if param else "get_signal"
     result = runner.invoke(app, ["backtest", f"{path}:{attr}", *param, "--candles", str(csv)])
     assert result.exit_code == 2, result.output

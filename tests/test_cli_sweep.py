@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 import backtest_kit as bk
 from backtest_kit.cli import app
 from backtest_kit.demo import ArrayExchange, rule_strategy, synthetic_candles
+from helpers.cli_files import write_csv
 
 runner = CliRunner(env={"COLUMNS": "220"})
 MINUTE = 60_000
@@ -32,9 +33,7 @@ def make(fast, slow, tp=1.0):
 def files(tmp_path: Path, monkeypatch) -> tuple[Path, np.ndarray]:
     monkeypatch.chdir(tmp_path)
     candles = synthetic_candles(8 * 1440, start_ms=T0, seed=5)
-    lines = ["timestamp,open,high,low,close,volume"] + [f"{int(r[0])},{r[1]!r},{r[2]!r},{r[3]!r},{r[4]!r},{r[5]!r}"
-                                                        for r in candles.tolist()]
-    (tmp_path / "c.csv").write_text("\n".join(lines) + "\n")
+    write_csv(tmp_path / "c.csv", candles)
     (tmp_path / "strat.py").write_text(FACTORY_FILE)
     return tmp_path / "c.csv", candles
 

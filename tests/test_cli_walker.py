@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,37 +13,14 @@ from typer.testing import CliRunner
 import backtest_kit as bk
 from backtest_kit.cli import app
 from backtest_kit.demo import ArrayExchange, rule_strategy, synthetic_candles
+from helpers.cli_files import STRATEGY_FILE, write_csv
 
 runner = CliRunner(env={"COLUMNS": "200"})  # wide enough that rich does not wrap the table or paths
 MINUTE = 60_000
 ROW = re.compile(r"^│\s*(\d+|-)\s*│\s*([^│]+?)\s*│\s*([^│]+?)\s*│\s*(\d*)\s*│", re.M)
 
-STRATEGY_FILE = '''
-import backtest_kit as bk
-
-async def get_signal(symbol, when):
-    price = await bk.get_average_price(symbol)
-    if when.minute == 0 and when.hour % 6 == 0:
-        return {"position": "long", "price_take_profit": price * 1.01, "price_stop_loss": price * 0.99,
-                "minute_estimated_time": 120}
-    return None
-
-def make(every=6, tp=1.0):
-    async def signal(symbol, when):
-        price = await bk.get_average_price(symbol)
-        if when.minute == 0 and when.hour % every == 0:
-            return {"position": "long", "price_take_profit": price * (1 + tp / 100),
-                    "price_stop_loss": price * 0.99, "minute_estimated_time": 120}
-        return None
-    return signal
-'''
 
 
-def _write_csv(path: Path, candles: np.ndarray) -> Path:
-    lines = ["timestamp,open,high,low,close,volume"]
-    lines += [f"{int(r[0])},{r[1]},{r[2]},{r[3]},{r[4]},{r[5]}" for r in candles]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def _rows(output: str) -> list[tuple[str, str, str, str]]:
@@ -80,7 +56,7 @@ def _walk_directly(candles: np.ndarray, strategies: dict, metric: str, interval:
 
 def test_walker_without_target_ranks_the_rule_at_two_settings_as_bk_walker_does(tmp_path):
     candles = synthetic_candles(4 * 1440, seed=11)
-    csv = _write_csv(tmp_path / "candles.csv", candles)
+    csv = write_csv(tmp_path / "candles.csv", candles)
     result = runner.invoke(app, ["walker", "--candles", str(csv), "--out", str(tmp_path), "--html"])
     assert result.exit_code == 0, result.output
     data = _walk_directly(candles, {"ma-10-50": rule_strategy(10, 50, 1.0, 0.6, 360),
@@ -102,7 +78,7 @@ def test_walker_without_target_ranks_the_rule_at_two_settings_as_bk_walker_does(
 
 def test_walker_targets_shared_and_per_target_params_and_another_metric(tmp_path):
     (tmp_path / "mine.py").write_text(STRATEGY_FILE)
-    csv = _write_csv(tmp_path / "candles.csv", synthetic_candles(3 * 1440))
+    csv = write_csv(tmp_path / "candles.csv", synthetic_candles(3 * 1440))
     target = f"{tmp_path / 'mine.py'}:make"
     result = runner.invoke(app, ["walker", target, target, target, "--param", "every=6", "--param", "2.every=12",
                                  "--param", "3.every=3", "--candles", str(csv), "--interval", "1m",
@@ -119,7 +95,7 @@ def test_walker_targets_shared_and_per_target_params_and_another_metric(tmp_path
 def test_walker_plain_targets_are_named_after_them_and_match_bk_walker(tmp_path):
     (tmp_path / "mine.py").write_text(STRATEGY_FILE)
     candles = synthetic_candles(3 * 1440, seed=5)
-    csv = _write_csv(tmp_path / "candles.csv", candles)
+    csv = write_csv(tmp_path / "candles.csv", candles)
     result = runner.invoke(app, ["walker", f"{tmp_path / 'mine.py'}:get_signal", "backtest_kit.demo:rule_strategy",
                                  "--param", "2.fast=10", "--param", "2.slow=50", "--param", "2.tp_pct=1.0",
                                  "--param", "2.sl_pct=0.6", "--param", "2.minutes=360", "--candles", str(csv),
@@ -178,7 +154,7 @@ def test_walker_reports_a_strategy_whose_backtest_failed_and_exits_1(tmp_path):
 ])
 def test_walker_errors_name_the_option_without_a_traceback(tmp_path, args, option, message):
     (tmp_path / "mine.py").write_text(STRATEGY_FILE)
-    csv = _write_csv(tmp_path / "candles.csv", synthetic_candles(300))
+    csv = write_csv(tmp_path / "candles.csv", synthetic_candles(300))
     args = [a.replace("{mine}", str(tmp_path / "mine.py")) for a in args]
     result = runner.invoke(app, ["walker", *args, "--candles", str(csv), "--out", str(tmp_path)])
     assert result.exit_code == 2, result.output
