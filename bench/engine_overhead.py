@@ -13,6 +13,8 @@ import logging
 import time
 from datetime import datetime
 
+from _memory import peak_mb, reset_peak
+
 import backtest_kit as bk
 from backtest_kit._context import ExecutionContext, enter, leave
 from backtest_kit._time import MINUTE_MS, to_datetime
@@ -24,20 +26,6 @@ logging.getLogger("backtest_kit").setLevel(logging.ERROR)
 MINUTES = 525_600
 START = 1_546_300_800_000  # 2019-01-01T00:00:00Z
 BUCKET_MS = 5 * MINUTE_MS
-
-
-def reset_peak() -> None:
-    """Start a new resident high-water mark (Linux: VmHWM)."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
-def peak_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def main() -> None:

@@ -18,6 +18,8 @@ import resource
 import time
 from typing import Any
 
+from _memory import peak_mb, reset_peak
+
 import backtest_kit as bk
 from backtest_kit._candles import Candles, to_candles, vwap
 from backtest_kit._context import ExecutionContext, enter, leave
@@ -37,20 +39,6 @@ def strategy() -> Any:
     # anchor="price": TP / SL are set from the price the trade opens at, so the benchmark times
     # trading, not signals rejected by the minimum-distance rules.
     return rule_strategy(10, 50, 1.0, 0.6, 360, shorts=True, anchor="price")
-
-
-def reset_peak() -> None:
-    """Start a new resident high-water mark (Linux: VmHWM)."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
-def peak_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 class MemoryCandles:
