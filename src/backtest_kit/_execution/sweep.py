@@ -196,7 +196,7 @@ class SweepUtils(Facade[SweepInstance]):
                                 DoneEvent(schema.exchange_name, sweep_name, True, symbol))
 
     async def _sweep(self, inst: SweepInstance, symbol: str, schema: SweepSchema) -> AsyncIterator[SweepProgress]:
-        total = len(grid(schema.space)) if schema.search == "grid" else int(schema.trials or 0)
+        total = math.prod(map(len, schema.space.values())) if schema.search == "grid" else int(schema.trials or 0)
         trials = Trials(schema.metric)
         inst.runs = trials.runs
         inst.data = SweepStatistics(schema.sweep_name, symbol, schema.metric, None, [])

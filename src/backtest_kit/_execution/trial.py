@@ -92,11 +92,9 @@ def portable(outcome: TrialOutcome) -> TrialOutcome:
         return outcome
     errors = [e if _picklable(e.error) else RunError(e.where, BacktestKitError(f"{type(e.error).__name__}: {e.error}"))
               for e in run.errors]
-    shipped = replace(run, errors=errors, mark_source=None, _candles=None)
-    stats = outcome.stats
-    if stats is not None and not _picklable(stats):  # a signal list holding user objects
-        stats = replace(stats, signal_list=[])
-    return replace(outcome, run=shipped, stats=stats)
+    # The statistics and the run hold only the library's own payloads (a user's note is kept as text),
+    # so they pickle as they are: testing that here would pickle them twice.
+    return replace(outcome, run=replace(run, errors=errors, mark_source=None, _candles=None))
 
 
 def _picklable(value: object) -> bool:

@@ -109,6 +109,7 @@ class WalkForwardUtils(Facade[WalkInstance]):
                     sweep: SweepSchema) -> AsyncIterator[WalkForwardProgress]:
         frame = registry.get_frame(sweep.frame_name, "WalkForward.run")
         windows = plan(frame.start_ms, frame.end_ms + interval_ms(frame.interval), walk)
+        inst.data = None  # a new walk: nothing of the previous one is its result
         done: list[WalkForwardWindow] = []
         tested: list[Run] = []
         ex = executor(sweep.executor)
@@ -128,7 +129,8 @@ class WalkForwardUtils(Facade[WalkInstance]):
                 yield progress
         finally:
             await ex.close()
-        inst.data = await self._statistics(symbol, walk, sweep, done, tested, inst)
+        if inst.data is None:  # stopped before the first window; otherwise the last window's are final
+            inst.data = await self._statistics(symbol, walk, sweep, done, tested, inst)
 
     async def _window(self, ex: Executor, inst: WalkInstance, symbol: str, walk: WalkForwardSchema,
                       sweep: SweepSchema, k: int, bounds: tuple[int, int, int, int]) -> tuple[WalkForwardWindow,
